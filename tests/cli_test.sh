@@ -1,2 +1,70 @@
 #!/usr/bin/env bash
-exit 0
+# Command-line tests of the real binary: exit codes, one-line messages, and that an existing
+# log is never truncated. Usage: tests/cli_test.sh path/to/ktune
+set -u
+KTUNE=${1:?usage: cli_test.sh path/to/ktune}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+fails=0
+
+# expect CODE PHRASE -- command...: runs the command, checks its exit code and that stderr
+# contains PHRASE.
+expect() {
+  local code=$1 phrase=$2
+  shift 3
+  "$@" >out.txt 2>err.txt
+  local got=$?
+  if [ "$got" -ne "$code" ] || ! grep -qF -- "$phrase" err.txt; then
+    echo "FAIL: $* -> exit $got (want $code), stderr:"; sed 's/^/    /' err.txt
+    fails=$((fails + 1))
+  else
+    echo "ok:   $*"
+  fi
+}
+
+printf 'existing line\n' > keep.jsonl
+expect 2 "unknown kernel or command 'nosuch'" -- "$KTUNE" nosuch
+expect 2 "--Q" -- "$KTUNE" matmul --Q=3 --log=keep.jsonl
+expect 2 "--M" -- "$KTUNE" matmul --M=abc --log=keep.jsonl
+expect 2 "--M" -- "$KTUNE" matmul --M --log=keep.jsonl
+expect 2 "must be positive" -- "$KTUNE" matmul --M=0 --log=keep.jsonl
+expect 2 "must be positive" -- "$KTUNE" matmul --K=-4 --log=keep.jsonl
+expect 2 "unknown target 'tpu9'" -- "$KTUNE" matmul --target=tpu9 --log=keep.jsonl
+expect 2 "GPU target" -- "$KTUNE" matmul --target=a100 --log=keep.jsonl
+expect 2 "--budget must be positive" -- "$KTUNE" matmul --budget=0 --log=keep.jsonl
+expect 2 "--budget must be positive" -- "$KTUNE" matmul --budget=-3 --log=keep.jsonl
+expect 2 "cannot write the tuning log" -- "$KTUNE" matmul --M=8 --N=8 --K=8 --budget=1 --log=/nonexistent/dir/x.jsonl
+expect 2 "dilation" -- "$KTUNE" conv2d --H=2 --W=2 --pad=0 --log=keep.jsonl
+mkdir -p bad
+printf 'kernel broken(M=4)\n  input A[M]\n  output B[i] = A[i] +* 2\n' > bad/broken.kt
+expect 2 "broken.kt:3:" -- "$KTUNE" --kernels bad kernels
+expect 2 "is not a directory" -- "$KTUNE" --kernels nodir kernels
+
+if [ "$(cat keep.jsonl)" != "existing line" ]; then
+  echo "FAIL: an existing log was modified by a failing command"; fails=$((fails + 1))
+fi
+
+# A user's kernel directory adds a kernel that tunes.
+mkdir -p mine
+printf '# Scale a vector.\nkernel scale(N=64)\n  input X[N]\n  output Y[i] = X[i] * 3\n' > mine/scale.kt
+"$KTUNE" --kernels mine scale --N=100 --budget=3 --log=scale.jsonl --json > scale.json 2>err.txt
+if [ $? -ne 0 ] || ! grep -q '"kernel": "scale"' scale.json || [ "$(wc -l < scale.jsonl)" -ne 3 ]; then
+  echo "FAIL: user kernel directory"; cat err.txt; fails=$((fails + 1))
+else
+  echo "ok:   --kernels mine scale"
+fi
+
+# Logs are appended, never truncated.
+"$KTUNE" --kernels mine scale --budget=2 --log=scale.jsonl >/dev/null 2>&1
+if [ "$(wc -l < scale.jsonl)" -ne 5 ]; then
+  echo "FAIL: log not appended"; fails=$((fails + 1))
+else
+  echo "ok:   log appended"
+fi
+
+"$KTUNE" kernels > kernels.txt 2>&1 && grep -q '^matmul(M=' kernels.txt || { echo "FAIL: ktune kernels"; fails=$((fails + 1)); }
+"$KTUNE" targets > targets.txt 2>&1 && grep -q 'detected host' targets.txt || { echo "FAIL: ktune targets"; fails=$((fails + 1)); }
+
+echo "$fails failure(s)"
+[ "$fails" -eq 0 ]

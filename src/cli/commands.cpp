@@ -1,1 +1,244 @@
-// (in progress)
+// The ktune commands: one subcommand per kernel (its parameters are flags), `kernels` and
+// `targets`. Every user error ends here as one line on stderr and exit code 2.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "ktune/cli/cli.h"
+#include "ktune/schedule/steps.h"
+#include "ktune/search/tuner.h"
+#include "ktune/support/debug.h"
+#include "ktune/support/error.h"
+#include "ktune/target/target.h"
+#include "ktune/te/kernel.h"
+
+namespace ktune::cli {
+
+using nlohmann::json;
+
+namespace {
+
+struct TuneFlags {
+  std::string target = "host";
+  int budget = 300;
+  std::string log;
+  int threads = 0;
+  bool json_out = false;
+  uint64_t seed = 0;
+};
+
+void add_tune_flags(CLI::App* cmd, TuneFlags& f) {
+  cmd->add_option("--target", f.target, "Target: host, or a name from configs/targets (see 'ktune targets')")
+      ->capture_default_str();
+  cmd->add_option("--budget", f.budget, "Number of candidates to measure")->capture_default_str();
+  cmd->add_option("--log", f.log, "Tuning log to append to (default: KERNEL.jsonl)");
+  cmd->add_option("--threads", f.threads, "Threads for parallel loops (default: all cores)");
+  cmd->add_option("--seed", f.seed, "Random seed")->capture_default_str();
+  cmd->add_flag("--json", f.json_out, "Print one JSON document with the summary on stdout");
+}
+
+std::string params_text(const te::ComputeDAG& dag) {
+  std::string s;
+  for (const auto& [k, v] : dag.params) s += (s.empty() ? "" : ", ") + k + "=" + std::to_string(v);
+  if (!dag.dtype.empty()) s += (s.empty() ? "" : ", ") + std::string("dtype=") + dag.dtype;
+  return s;
+}
+
+int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& ints,
+                const std::map<std::string, std::string>& types, const TuneFlags& f) {
+  KT_USER_CHECK(f.budget > 0, "--budget must be positive (got ", f.budget, ")");
+  KT_USER_CHECK(f.threads >= 0, "--threads must be positive (got ", f.threads, ")");
+  target::Target t = target::resolve_target(f.target);
+  KT_USER_CHECK(t.kind == target::TargetKind::CPU, "target '", t.name, "' is a ", target::kind_name(t.kind),
+                " GPU target; this ktune build generates code for CPU targets only (try --target=host)");
+  auto dag = std::make_shared<const te::ComputeDAG>(def.instantiate(ints, types));
+  search::TuneOptions opt;
+  opt.budget = f.budget;
+  opt.seed = f.seed;
+  opt.threads = f.threads > 0 ? f.threads : std::max(1, t.cores);
+  opt.log_path = f.log.empty() ? def.name + ".jsonl" : f.log;
+
+  const bool tty = isatty(STDERR_FILENO);
+  auto progress = [&](const search::TuneProgress& p) {
+    if (!tty) return;
+    std::fprintf(stderr, "\r[%d/%d] valid %d, errors %d, best %.4f ms (%.1f GFLOP/s), %.1f s   ", p.trial, p.budget,
+                 p.valid, p.errors, p.best_ms, p.best_gflops, p.elapsed_s);
+    std::fflush(stderr);
+  };
+  if (!f.json_out)
+    std::cout << "tuning " << def.name << "(" << params_text(*dag) << ") on " << t.name << " (" << t.triple << ", "
+              << opt.threads << " threads), budget " << opt.budget << ", log " << opt.log_path << std::endl;
+  search::TuneResult r = search::tune(dag, t, opt, progress);
+  if (tty) std::fprintf(stderr, "\n");
+
+  if (f.json_out) {
+    json params = json::object();
+    for (const auto& [k, v] : dag->params) params[k] = v;
+    if (!dag->dtype.empty()) params["dtype"] = dag->dtype;
+    json out = {{"kernel", def.name},
+                {"params", params},
+                {"target", t.name},
+                {"threads", opt.threads},
+                {"trials", r.trials},
+                {"valid", r.valid},
+                {"errors", r.errors},
+                {"error_counts", r.error_counts},
+                {"tuning_seconds", r.seconds},
+                {"verified_against", r.reference},
+                {"log", opt.log_path}};
+    if (r.best) {
+      out["best"] = {{"time_ms", r.best->median_ms},
+                     {"gflops", r.best->gflops},
+                     {"trial", r.best->trial},
+                     {"verified", true},
+                     {"log_line", log::to_json(*r.best)}};
+    } else {
+      out["best"] = nullptr;
+    }
+    std::cout << out.dump(2) << std::endl;
+  } else {
+    std::cout << "trials " << r.trials << " (valid " << r.valid << ", errors " << r.errors << ") in " << r.seconds
+              << " s; every candidate verified against the " << r.reference << "\n";
+    for (const auto& [k, v] : r.error_counts) std::cout << "  " << k << ": " << v << "\n";
+    if (r.best) {
+      std::cout << "best: " << r.best->median_ms << " ms, " << r.best->gflops << " GFLOP/s (trial " << r.best->trial
+                << ")\n"
+                << r.best_steps_text;
+    } else {
+      std::cout << "no valid candidate found\n";
+    }
+  }
+  return r.best ? 0 : 1;
+}
+
+int list_kernels(const te::KernelRegistry& reg) {
+  for (const auto& k : reg.kernels()) {
+    std::string params;
+    for (const auto& p : k.params)
+      params += (params.empty() ? "" : ", ") + p.name + "=" + (p.is_dtype ? p.default_type : std::to_string(p.default_int));
+    std::string doc = k.doc.substr(0, k.doc.find('\n'));
+    std::cout << k.name << "(" << params << ")\n";
+    if (!doc.empty()) std::cout << "    " << doc << "\n";
+    std::cout << "    " << k.file << "\n";
+  }
+  return 0;
+}
+
+int list_targets() {
+  target::Target h = target::host_target();
+  std::cout << "detected host: " << h.triple << ", cpu " << h.cpu << ", " << h.cores << " cores, " << h.vector_bits
+            << "-bit vectors\n  features: ";
+  for (size_t i = 0; i < h.features.size(); ++i) std::cout << (i ? " " : "") << h.features[i];
+  std::cout << "\n\ntargets:\n";
+  for (const auto& name : target::known_targets()) {
+    target::Target t = target::resolve_target(name);
+    std::cout << "  " << name << "  (" << target::kind_name(t.kind) << ", " << t.triple << ", " << t.cpu << ")\n";
+  }
+  return 0;
+}
+
+// --kernels DIR must be known before the kernel subcommands are built.
+std::vector<std::string> prescan_kernel_dirs(int argc, char** argv) {
+  std::vector<std::string> dirs;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--kernels" && i + 1 < argc) dirs.push_back(argv[++i]);
+    else if (a.rfind("--kernels=", 0) == 0) dirs.push_back(a.substr(10));
+  }
+  return dirs;
+}
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"ktune: a kernel autotuner. Tunes a kernel (see 'ktune kernels') for a target, "
+               "verifying every candidate against a reference, and logs every measurement."};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for all subcommands");
+  std::vector<std::string> kernel_dirs;
+  int debug_level_flag = -1;
+  app.add_option("--kernels", kernel_dirs, "Extra directory of kernel files (*.kt); may repeat");
+  app.add_option("--debug", debug_level_flag, "Debug output level (0-3)");
+
+  te::KernelRegistry reg;
+  reg.add_directory(te::shipped_kernel_dir());
+  for (const auto& d : prescan_kernel_dirs(argc, argv)) {
+    KT_USER_CHECK(std::filesystem::is_directory(d), "--kernels: '", d, "' is not a directory");
+    reg.add_directory(d);
+  }
+
+  auto* kernels_cmd = app.add_subcommand("kernels", "List the kernels and their parameters");
+  auto* targets_cmd = app.add_subcommand("targets", "List the targets and the detected host");
+
+  TuneFlags flags;
+  std::map<std::string, std::map<std::string, int64_t>> ints;
+  std::map<std::string, std::map<std::string, std::string>> types;
+  std::map<CLI::App*, const te::KernelDef*> kernel_cmds;
+  for (const auto& k : reg.kernels()) {
+    std::string doc = k.doc.substr(0, k.doc.find('\n'));
+    auto* cmd = app.add_subcommand(k.name, doc.empty() ? "Tune " + k.name : doc);
+    for (const auto& p : k.params) {
+      if (p.is_dtype) {
+        types[k.name][p.name] = p.default_type;
+        cmd->add_option("--" + p.name, types[k.name][p.name], "Element type")
+            ->capture_default_str()
+            ->check(CLI::IsMember({"f32", "f64", "f16", "bf16", "i32", "i8"}));
+      } else {
+        ints[k.name][p.name] = p.default_int;
+        cmd->add_option("--" + p.name, ints[k.name][p.name], "Parameter " + p.name)->capture_default_str();
+      }
+    }
+    add_tune_flags(cmd, flags);
+    kernel_cmds[cmd] = &k;
+  }
+
+  // An unknown first word gets a clearer message than CLI11's.
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--kernels" || a == "--debug") {
+      ++i;
+      continue;
+    }
+    if (a.rfind("-", 0) == 0) continue;
+    KT_USER_CHECK(a == "kernels" || a == "targets" || reg.find(a), "unknown kernel or command '", a,
+                  "' (run 'ktune kernels' to list the kernels)");
+    break;
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::string msg = e.what();
+    throw UserError(msg);
+  }
+  if (debug_level_flag >= 0) set_debug_level(debug_level_flag);
+
+  if (kernels_cmd->parsed()) return list_kernels(reg);
+  if (targets_cmd->parsed()) return list_targets();
+  for (auto& [cmd, def] : kernel_cmds)
+    if (cmd->parsed()) return tune_kernel(*def, ints[def->name], types[def->name], flags);
+  return 2;
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  try {
+    return run_cli(argc, argv);
+  } catch (const UserError& e) {
+    std::cerr << "ktune: error: " << e.what() << std::endl;
+    return 2;
+  } catch (const InternalError& e) {
+    std::cerr << "ktune: internal error (a ktune bug): " << e.what() << std::endl;
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "ktune: internal error (a ktune bug): " << e.what() << std::endl;
+    return 1;
+  }
+}
+
+}  // namespace ktune::cli

@@ -1,1 +1,3 @@
-int main() { return 0; }
+#include "ktune/cli/cli.h"
+
+int main(int argc, char** argv) { return ktune::cli::run(argc, argv); }

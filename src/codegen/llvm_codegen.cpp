@@ -1,1 +1,934 @@
-// (in progress)
+// LLVM IR emission for CPU targets (see llvm_codegen.h for the calling convention).
+//
+// The module for kernel NAME holds:
+//   void NAME(void** args)                 external entry; loads args[i] and calls NAME_impl
+//   void NAME_impl(ptr noalias ...)         internal; the loop nest (inlined by -O3, which turns
+//                                           the noalias arguments into alias scopes)
+//   void NAME_par_N(ptr closure, i64 begin, i64 end)   one per Parallel loop; unpacks the
+//                                           closure and calls NAME_par_N_impl(ptr noalias ...,
+//                                           scalars..., i64 min, i64 begin, i64 end), which
+//                                           runs iterations min+begin .. min+end-1
+// A parallel loop stores every variable and buffer pointer its body uses into a closure
+// struct on the caller's stack and calls ktune_parallel_for(NAME_par_N, closure, extent).
+// A Parallel loop inside another one runs serially in the outlined body.
+//
+// Vectors: Ramp/Broadcast become LLVM vectors; a Load/Store whose index is a Ramp of stride 1
+// is one vector load/store, a Broadcast index is a scalar access, and any other vector index
+// is a masked gather/scatter. Memory is only assumed aligned to the element size.
+// Integer Div/Mod are floor division/modulo (udiv/urem only when the dividend is provably
+// non-negative and the divisor a positive constant). Float arithmetic carries the `contract`
+// and `reassoc` fast-math flags (a*b+c becomes an FMA; reductions may be reassociated).
+#include "ktune/codegen/llvm_codegen.h"
+
+#include <llvm/IR/IRBuilder.h>
+#include <llvm/IR/Intrinsics.h>
+#include <llvm/IR/LLVMContext.h>
+#include <llvm/IR/Module.h>
+#include <llvm/IR/Verifier.h>
+#include <llvm/MC/TargetRegistry.h>
+#include <llvm/Passes/PassBuilder.h>
+#include <llvm/Support/TargetSelect.h>
+#include <llvm/Support/raw_ostream.h>
+#include <llvm/Target/TargetMachine.h>
+#include <llvm/Target/TargetOptions.h>
+#include <llvm/TargetParser/Triple.h>
+
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "ktune/ir/ir_ops.h"
+#include "ktune/ir/printer.h"
+#include "ktune/ir/simplify.h"
+#include "ktune/ir/visitor.h"
+#include "ktune/support/error.h"
+
+namespace ktune::codegen {
+
+namespace {
+
+using ir::Expr;
+using ir::Stmt;
+
+constexpr int64_t kMaxStackAllocBytes = 64 * 1024;
+
+// Variables and buffers a statement uses but does not define, in order of first use.
+struct FreeVars : ir::IRVisitor {
+  std::vector<const ir::Var*> vars;
+  std::vector<const ir::BufferNode*> buffers;
+
+  void visit_Var(const ir::Var* op) override {
+    if (!bound_.count(op) && seen_vars_.insert(op).second) vars.push_back(op);
+  }
+  void visit_For(const ir::For* op) override {
+    visit(op->min);
+    visit(op->extent);
+    bound_.insert(op->var.get());
+    visit(op->body);
+  }
+  void visit_LetStmt(const ir::LetStmt* op) override {
+    visit(op->value);
+    bound_.insert(op->var.get());
+    visit(op->body);
+  }
+  void visit_Allocate(const ir::Allocate* op) override {
+    local_.insert(op->buffer.get());
+    visit(op->body);
+  }
+  void visit_Load(const ir::Load* op) override {
+    use(op->buffer.get());
+    visit(op->index);
+  }
+  void visit_Store(const ir::Store* op) override {
+    use(op->buffer.get());
+    visit(op->value);
+    visit(op->index);
+  }
+
+ private:
+  void use(const ir::BufferNode* b) {
+    if (!local_.count(b) && seen_bufs_.insert(b).second) buffers.push_back(b);
+  }
+  std::unordered_set<const ir::ExprNode*> bound_, seen_vars_;
+  std::unordered_set<const ir::BufferNode*> local_, seen_bufs_;
+};
+
+void check_supported_type(ir::Type t) {
+  if ((t.code == ir::TypeCode::Float && t.bits == 16) || t.code == ir::TypeCode::BFloat) {
+    throw InvalidCandidate(detail::concat("dtype ", t.element_of().to_string(),
+                                          " is not supported by the CPU code generator yet"));
+  }
+}
+
+class CodeGenLLVM {
+ public:
+  CodeGenLLVM(llvm::Module& m, const ir::LoweredFunc& f)
+      : ctx_(m.getContext()), mod_(m), b_(m.getContext()), f_(f) {
+    llvm::FastMathFlags fmf;
+    fmf.setAllowContract(true);
+    fmf.setAllowReassoc(true);
+    b_.setFastMathFlags(fmf);
+  }
+
+  void run() {
+    for (const auto& buf : f_.args) check_supported_type(buf->dtype);
+    llvm::Type* ptr = llvm::PointerType::get(ctx_, 0);
+    llvm::Type* void_ty = llvm::Type::getVoidTy(ctx_);
+
+    std::vector<llvm::Type*> params(f_.args.size(), ptr);
+    auto* impl = llvm::Function::Create(llvm::FunctionType::get(void_ty, params, false),
+                                        llvm::Function::InternalLinkage, f_.name + "_impl", mod_);
+    impl->addFnAttr(llvm::Attribute::NoUnwind);
+    for (size_t i = 0; i < f_.args.size(); ++i) {
+      impl->addParamAttr(unsigned(i), llvm::Attribute::NoAlias);
+      impl->getArg(unsigned(i))->setName(f_.args[i]->name);
+      buffers_[f_.args[i].get()] = impl->getArg(unsigned(i));
+    }
+    fn_ = impl;
+    b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", impl));
+    emit(f_.body);
+    b_.CreateRetVoid();
+
+    auto* entry = llvm::Function::Create(llvm::FunctionType::get(void_ty, {ptr}, false),
+                                         llvm::Function::ExternalLinkage, f_.name, mod_);
+    entry->addFnAttr(llvm::Attribute::NoUnwind);
+    entry->getArg(0)->setName("args");
+    b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", entry));
+    std::vector<llvm::Value*> call_args;
+    for (size_t i = 0; i < f_.args.size(); ++i) {
+      llvm::Value* slot = b_.CreateConstInBoundsGEP1_64(ptr, entry->getArg(0), i);
+      call_args.push_back(b_.CreateAlignedLoad(ptr, slot, llvm::Align(8), f_.args[i]->name));
+    }
+    b_.CreateCall(impl, call_args);
+    b_.CreateRetVoid();
+  }
+
+ private:
+  // ---- types -------------------------------------------------------------------------
+
+  llvm::Type* scalar_type(ir::Type t) {
+    check_supported_type(t);
+    switch (t.code) {
+      case ir::TypeCode::Float:
+        if (t.bits == 32) return llvm::Type::getFloatTy(ctx_);
+        if (t.bits == 64) return llvm::Type::getDoubleTy(ctx_);
+        break;
+      case ir::TypeCode::Int:
+        return llvm::Type::getIntNTy(ctx_, t.bits);
+      case ir::TypeCode::Bool:
+        return llvm::Type::getInt1Ty(ctx_);
+      case ir::TypeCode::BFloat:
+        break;
+    }
+    throw InvalidCandidate(detail::concat("dtype ", t.to_string(),
+                                          " is not supported by the CPU code generator yet"));
+  }
+  llvm::Type* llvm_type(ir::Type t) {
+    llvm::Type* s = scalar_type(t);
+    return t.lanes == 1 ? s : llvm::FixedVectorType::get(s, t.lanes);
+  }
+  // Element type in memory: bool is one byte.
+  llvm::Type* storage_type(ir::Type t) {
+    return t.is_bool() ? llvm::Type::getInt8Ty(ctx_) : scalar_type(t.element_of());
+  }
+
+  llvm::Value* splat(llvm::Value* v, int lanes) {
+    if (lanes == 1 || v->getType()->isVectorTy()) return v;
+    return b_.CreateVectorSplat(unsigned(lanes), v);
+  }
+  // Brings two operands to the same number of lanes (a scalar meets a vector by splatting).
+  void match_lanes(llvm::Value*& a, llvm::Value*& b) {
+    auto lanes = [](llvm::Value* v) {
+      auto* vt = llvm::dyn_cast<llvm::FixedVectorType>(v->getType());
+      return vt ? int(vt->getNumElements()) : 1;
+    };
+    int la = lanes(a), lb = lanes(b);
+    if (la == lb) return;
+    if (la == 1) a = splat(a, lb);
+    else if (lb == 1) b = splat(b, la);
+    else KT_CHECK(false, "operands with ", la, " and ", lb, " lanes");
+  }
+  // Converts an integer (vector) value to i64 lanes for addressing.
+  llvm::Value* to_i64(llvm::Value* v) {
+    llvm::Type* t = v->getType();
+    llvm::Type* i64 = llvm::Type::getInt64Ty(ctx_);
+    if (auto* vt = llvm::dyn_cast<llvm::FixedVectorType>(t)) {
+      i64 = llvm::FixedVectorType::get(i64, vt->getNumElements());
+    }
+    return b_.CreateSExtOrTrunc(v, i64);
+  }
+
+  // ---- expressions -------------------------------------------------------------------
+
+  llvm::Value* emit(const Expr& e) {
+    switch (e.kind()) {
+      case ir::ExprKind::IntImm: {
+        const auto* op = e.as<ir::IntImm>();
+        if (op->type.is_bool()) return b_.getInt1(op->value != 0);
+        return llvm::ConstantInt::get(llvm_type(op->type), uint64_t(op->value), true);
+      }
+      case ir::ExprKind::FloatImm: {
+        const auto* op = e.as<ir::FloatImm>();
+        return llvm::ConstantFP::get(llvm_type(op->type), op->value);
+      }
+      case ir::ExprKind::Var: {
+        const auto* op = e.as<ir::Var>();
+        auto it = vars_.find(op);
+        KT_CHECK(it != vars_.end(), "variable ", op->name, " is used outside its scope");
+        return it->second;
+      }
+      case ir::ExprKind::Cast:
+        return emit_cast(e.as<ir::Cast>());
+      case ir::ExprKind::Add:
+        return emit_arith(e, e.as<ir::Add>()->a, e.as<ir::Add>()->b);
+      case ir::ExprKind::Sub:
+        return emit_arith(e, e.as<ir::Sub>()->a, e.as<ir::Sub>()->b);
+      case ir::ExprKind::Mul:
+        return emit_arith(e, e.as<ir::Mul>()->a, e.as<ir::Mul>()->b);
+      case ir::ExprKind::Div:
+        return emit_div_mod(e.as<ir::Div>()->a, e.as<ir::Div>()->b, /*is_mod=*/false);
+      case ir::ExprKind::Mod:
+        return emit_div_mod(e.as<ir::Mod>()->a, e.as<ir::Mod>()->b, /*is_mod=*/true);
+      case ir::ExprKind::Min:
+        return emit_min_max(e.as<ir::Min>()->a, e.as<ir::Min>()->b, /*is_min=*/true);
+      case ir::ExprKind::Max:
+        return emit_min_max(e.as<ir::Max>()->a, e.as<ir::Max>()->b, /*is_min=*/false);
+      case ir::ExprKind::EQ:
+        return emit_cmp(e.as<ir::EQ>()->a, e.as<ir::EQ>()->b, llvm::CmpInst::ICMP_EQ,
+                        llvm::CmpInst::ICMP_EQ, llvm::CmpInst::FCMP_OEQ);
+      case ir::ExprKind::NE:
+        return emit_cmp(e.as<ir::NE>()->a, e.as<ir::NE>()->b, llvm::CmpInst::ICMP_NE,
+                        llvm::CmpInst::ICMP_NE, llvm::CmpInst::FCMP_UNE);
+      case ir::ExprKind::LT:
+        return emit_cmp(e.as<ir::LT>()->a, e.as<ir::LT>()->b, llvm::CmpInst::ICMP_SLT,
+                        llvm::CmpInst::ICMP_ULT, llvm::CmpInst::FCMP_OLT);
+      case ir::ExprKind::LE:
+        return emit_cmp(e.as<ir::LE>()->a, e.as<ir::LE>()->b, llvm::CmpInst::ICMP_SLE,
+                        llvm::CmpInst::ICMP_ULE, llvm::CmpInst::FCMP_OLE);
+      case ir::ExprKind::GT:
+        return emit_cmp(e.as<ir::GT>()->a, e.as<ir::GT>()->b, llvm::CmpInst::ICMP_SGT,
+                        llvm::CmpInst::ICMP_UGT, llvm::CmpInst::FCMP_OGT);
+      case ir::ExprKind::GE:
+        return emit_cmp(e.as<ir::GE>()->a, e.as<ir::GE>()->b, llvm::CmpInst::ICMP_SGE,
+                        llvm::CmpInst::ICMP_UGE, llvm::CmpInst::FCMP_OGE);
+      case ir::ExprKind::And: {
+        llvm::Value *a = emit(e.as<ir::And>()->a), *b = emit(e.as<ir::And>()->b);
+        match_lanes(a, b);
+        return b_.CreateAnd(a, b);
+      }
+      case ir::ExprKind::Or: {
+        llvm::Value *a = emit(e.as<ir::Or>()->a), *b = emit(e.as<ir::Or>()->b);
+        match_lanes(a, b);
+        return b_.CreateOr(a, b);
+      }
+      case ir::ExprKind::Not:
+        return b_.CreateNot(emit(e.as<ir::Not>()->a));
+      case ir::ExprKind::Select: {
+        const auto* op = e.as<ir::Select>();
+        llvm::Value* c = emit(op->cond);
+        llvm::Value *t = emit(op->true_value), *f = emit(op->false_value);
+        match_lanes(t, f);
+        if (c->getType()->isVectorTy()) match_lanes(c, t);
+        return b_.CreateSelect(c, t, f);
+      }
+      case ir::ExprKind::Load:
+        return emit_load(e.as<ir::Load>());
+      case ir::ExprKind::Ramp: {
+        const auto* op = e.as<ir::Ramp>();
+        llvm::Value* base = emit(op->base);
+        llvm::Value* stride = emit(op->stride);
+        std::vector<llvm::Constant*> steps;
+        for (int i = 0; i < op->lanes; ++i) {
+          steps.push_back(llvm::ConstantInt::get(base->getType(), uint64_t(i)));
+        }
+        llvm::Value* offs = b_.CreateMul(splat(stride, op->lanes), llvm::ConstantVector::get(steps));
+        return b_.CreateAdd(splat(base, op->lanes), offs);
+      }
+      case ir::ExprKind::Broadcast: {
+        const auto* op = e.as<ir::Broadcast>();
+        return b_.CreateVectorSplat(unsigned(op->lanes), emit(op->value));
+      }
+      case ir::ExprKind::Call:
+        return emit_call(e.as<ir::Call>());
+      case ir::ExprKind::TensorRead:
+        KT_CHECK(false, "TensorRead of ", e.as<ir::TensorRead>()->tensor,
+                 " reached code generation (lowering should have replaced it)");
+    }
+    KT_CHECK(false, "unhandled expression kind");
+    return nullptr;
+  }
+
+  llvm::Value* emit_cast(const ir::Cast* op) {
+    ir::Type to = op->type, from = op->value.type();
+    llvm::Value* v = emit(op->value);
+    llvm::Type* t = llvm_type(to);
+    if (to.element_of() == from.element_of()) return v;
+    if (to.is_bool()) {
+      if (from.is_float()) return b_.CreateFCmpUNE(v, llvm::Constant::getNullValue(v->getType()));
+      return b_.CreateICmpNE(v, llvm::Constant::getNullValue(v->getType()));
+    }
+    if (to.is_float()) {
+      if (from.is_float()) return b_.CreateFPCast(v, t);
+      if (from.is_bool()) return b_.CreateUIToFP(v, t);
+      return b_.CreateSIToFP(v, t);
+    }
+    // to int
+    if (from.is_float()) return b_.CreateFPToSI(v, t);
+    if (from.is_bool()) return b_.CreateZExt(v, t);
+    return b_.CreateSExtOrTrunc(v, t);
+  }
+
+  llvm::Value* emit_arith(const Expr& e, const Expr& ea, const Expr& eb) {
+    llvm::Value *a = emit(ea), *b = emit(eb);
+    match_lanes(a, b);
+    bool fp = ea.type().is_float();
+    switch (e.kind()) {
+      case ir::ExprKind::Add:
+        return fp ? b_.CreateFAdd(a, b) : b_.CreateAdd(a, b);
+      case ir::ExprKind::Sub:
+        return fp ? b_.CreateFSub(a, b) : b_.CreateSub(a, b);
+      case ir::ExprKind::Mul:
+        return fp ? b_.CreateFMul(a, b) : b_.CreateMul(a, b);
+      default:
+        KT_CHECK(false, "not an arithmetic node");
+    }
+    return nullptr;
+  }
+
+  // True when `e` is provably >= 0 under the bounds of enclosing loops and lets.
+  bool provably_nonnegative(const Expr& e) {
+    if (!e.type().is_scalar()) return false;
+    auto b = ir::const_bounds(e, bounds_);
+    return b && b->min >= 0;
+  }
+
+  llvm::Value* emit_div_mod(const Expr& ea, const Expr& eb, bool is_mod) {
+    llvm::Value *a = emit(ea), *b = emit(eb);
+    match_lanes(a, b);
+    if (ea.type().is_float()) {
+      if (!is_mod) return b_.CreateFDiv(a, b);
+      // Floor modulo: a - b * floor(a / b).
+      llvm::Value* q = b_.CreateUnaryIntrinsic(llvm::Intrinsic::floor, b_.CreateFDiv(a, b));
+      return b_.CreateFSub(a, b_.CreateFMul(b, q));
+    }
+    int64_t c = 0;
+    bool pos_const = ir::is_const_int(eb, &c) && c > 0;
+    if (pos_const && provably_nonnegative(ea)) {
+      return is_mod ? b_.CreateURem(a, b) : b_.CreateUDiv(a, b);
+    }
+    llvm::Value* zero = llvm::Constant::getNullValue(a->getType());
+    llvm::Value* q = b_.CreateSDiv(a, b);
+    llvm::Value* r = b_.CreateSRem(a, b);
+    // The truncated result is off by one when the remainder is non-zero and its sign differs
+    // from the divisor's.
+    llvm::Value* fix;
+    if (pos_const) {
+      fix = b_.CreateICmpSLT(r, zero);
+    } else {
+      fix = b_.CreateAnd(b_.CreateICmpNE(r, zero),
+                         b_.CreateICmpNE(b_.CreateICmpSLT(r, zero), b_.CreateICmpSLT(b, zero)));
+    }
+    if (is_mod) return b_.CreateSelect(fix, b_.CreateAdd(r, b), r);
+    return b_.CreateSub(q, b_.CreateZExt(fix, q->getType()));
+  }
+
+  llvm::Value* emit_min_max(const Expr& ea, const Expr& eb, bool is_min) {
+    llvm::Value *a = emit(ea), *b = emit(eb);
+    match_lanes(a, b);
+    ir::Type t = ea.type();
+    if (t.is_float()) return is_min ? b_.CreateMinNum(a, b) : b_.CreateMaxNum(a, b);
+    if (t.is_bool()) return is_min ? b_.CreateAnd(a, b) : b_.CreateOr(a, b);
+    return b_.CreateBinaryIntrinsic(is_min ? llvm::Intrinsic::smin : llvm::Intrinsic::smax, a, b);
+  }
+
+  llvm::Value* emit_cmp(const Expr& ea, const Expr& eb, llvm::CmpInst::Predicate signed_pred,
+                        llvm::CmpInst::Predicate bool_pred, llvm::CmpInst::Predicate float_pred) {
+    llvm::Value *a = emit(ea), *b = emit(eb);
+    match_lanes(a, b);
+    ir::Type t = ea.type();
+    if (t.is_float()) return b_.CreateFCmp(float_pred, a, b);
+    return b_.CreateICmp(t.is_bool() ? bool_pred : signed_pred, a, b);
+  }
+
+  llvm::Value* emit_call(const ir::Call* op) {
+    KT_CHECK(!op->args.empty(), "intrinsic ", ir::intrinsic_name(op->func), " without arguments");
+    llvm::Value* x = emit(op->args[0]);
+    ir::Type t = op->args[0].type();
+    switch (op->func) {
+      case ir::Intrinsic::Abs:
+        if (t.is_float()) return b_.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, x);
+        return b_.CreateBinaryIntrinsic(llvm::Intrinsic::abs, x, b_.getFalse());
+      case ir::Intrinsic::Exp:
+      case ir::Intrinsic::Sqrt:
+      case ir::Intrinsic::Log:
+      case ir::Intrinsic::Tanh:
+      case ir::Intrinsic::Sigmoid:
+        break;
+    }
+    KT_CANDIDATE_CHECK(t.is_float(), "intrinsic ", ir::intrinsic_name(op->func),
+                       " needs a float argument, got ", t.to_string());
+    switch (op->func) {
+      case ir::Intrinsic::Exp:
+        return b_.CreateUnaryIntrinsic(llvm::Intrinsic::exp, x);
+      case ir::Intrinsic::Sqrt:
+        return b_.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, x);
+      case ir::Intrinsic::Log:
+        return b_.CreateUnaryIntrinsic(llvm::Intrinsic::log, x);
+      case ir::Intrinsic::Sigmoid: {
+        // 1 / (1 + exp(-x))
+        llvm::Value* one = llvm::ConstantFP::get(x->getType(), 1.0);
+        llvm::Value* e = b_.CreateUnaryIntrinsic(llvm::Intrinsic::exp, b_.CreateFNeg(x));
+        return b_.CreateFDiv(one, b_.CreateFAdd(one, e));
+      }
+      case ir::Intrinsic::Tanh:
+        return emit_libm_call(t.bits == 32 ? "tanhf" : "tanh", x);
+      case ir::Intrinsic::Abs:
+        break;
+    }
+    KT_CHECK(false, "unhandled intrinsic");
+    return nullptr;
+  }
+
+  // A call to a scalar libm function, once per lane for vectors.
+  llvm::Value* emit_libm_call(const char* name, llvm::Value* x) {
+    llvm::Type* st = x->getType()->getScalarType();
+    llvm::FunctionCallee fn =
+        mod_.getOrInsertFunction(name, llvm::FunctionType::get(st, {st}, false));
+    if (auto* f = llvm::dyn_cast<llvm::Function>(fn.getCallee())) {
+      f->setDoesNotThrow();
+      f->setWillReturn();
+      f->setMemoryEffects(llvm::MemoryEffects::none());
+    }
+    auto* vt = llvm::dyn_cast<llvm::FixedVectorType>(x->getType());
+    if (!vt) return b_.CreateCall(fn, {x});
+    llvm::Value* out = llvm::PoisonValue::get(vt);
+    for (unsigned i = 0; i < vt->getNumElements(); ++i) {
+      llvm::Value* lane = b_.CreateCall(fn, {b_.CreateExtractElement(x, uint64_t(i))});
+      out = b_.CreateInsertElement(out, lane, uint64_t(i));
+    }
+    return out;
+  }
+
+  llvm::Value* buffer_pointer(const ir::BufferNode* b) {
+    auto it = buffers_.find(b);
+    KT_CHECK(it != buffers_.end(), "buffer ", b->name, " is used outside its allocation");
+    return it->second;
+  }
+
+  // How a (possibly vector) index addresses memory.
+  struct Address {
+    enum { Scalar, Contiguous, Uniform, Gather } kind;
+    llvm::Value* ptr;  // scalar pointer (Scalar/Contiguous/Uniform) or vector of pointers
+    int lanes;
+  };
+
+  Address address(const ir::BufferNode* buf, const Expr& index) {
+    llvm::Value* base = buffer_pointer(buf);
+    llvm::Type* st = storage_type(buf->dtype);
+    int lanes = index.type().lanes;
+    if (lanes == 1) return {Address::Scalar, b_.CreateInBoundsGEP(st, base, to_i64(emit(index))), 1};
+    if (const auto* r = index.as<ir::Ramp>()) {
+      if (ir::is_const_int(r->stride, 1)) {
+        return {Address::Contiguous, b_.CreateInBoundsGEP(st, base, to_i64(emit(r->base))), lanes};
+      }
+    }
+    if (const auto* bc = index.as<ir::Broadcast>()) {
+      return {Address::Uniform, b_.CreateInBoundsGEP(st, base, to_i64(emit(bc->value))), lanes};
+    }
+    return {Address::Gather, b_.CreateInBoundsGEP(st, base, to_i64(emit(index))), lanes};
+  }
+
+  llvm::Value* emit_load(const ir::Load* op) {
+    ir::Type et = op->buffer->dtype.element_of();
+    llvm::Type* st = storage_type(et);
+    llvm::Align align(uint64_t(et.bytes()));
+    Address a = address(op->buffer.get(), op->index);
+    llvm::Value* v = nullptr;
+    switch (a.kind) {
+      case Address::Scalar:
+        v = b_.CreateAlignedLoad(st, a.ptr, align);
+        break;
+      case Address::Contiguous:
+        v = b_.CreateAlignedLoad(llvm::FixedVectorType::get(st, a.lanes), a.ptr, align);
+        break;
+      case Address::Uniform:
+        v = b_.CreateVectorSplat(unsigned(a.lanes), b_.CreateAlignedLoad(st, a.ptr, align));
+        break;
+      case Address::Gather:
+        v = b_.CreateMaskedGather(llvm::FixedVectorType::get(st, a.lanes), a.ptr, align);
+        break;
+    }
+    if (et.is_bool()) v = b_.CreateICmpNE(v, llvm::Constant::getNullValue(v->getType()));
+    return v;
+  }
+
+  // ---- statements --------------------------------------------------------------------
+
+  void emit(const Stmt& s) {
+    switch (s.kind()) {
+      case ir::StmtKind::For:
+        emit_for(s.as<ir::For>());
+        return;
+      case ir::StmtKind::Store:
+        emit_store(s.as<ir::Store>());
+        return;
+      case ir::StmtKind::Allocate:
+        emit_allocate(s.as<ir::Allocate>());
+        return;
+      case ir::StmtKind::IfThenElse:
+        emit_if(s.as<ir::IfThenElse>());
+        return;
+      case ir::StmtKind::Block:
+        for (const auto& c : s.as<ir::Block>()->stmts) emit(c);
+        return;
+      case ir::StmtKind::Barrier:
+        return;  // CPU threads of one loop iteration do not share a block
+      case ir::StmtKind::Evaluate:
+        emit(s.as<ir::Evaluate>()->value);
+        return;
+      case ir::StmtKind::LetStmt: {
+        const auto* op = s.as<ir::LetStmt>();
+        llvm::Value* v = emit(op->value);
+        const auto* var = op->var.as<ir::Var>();
+        v->setName(var->name);
+        Scoped scope(*this, var, v);
+        if (auto bnd = op->value.type().is_scalar() && op->value.type().is_int()
+                           ? ir::const_bounds(op->value, bounds_)
+                           : std::nullopt) {
+          scope.set_bounds(*bnd);
+        }
+        emit(op->body);
+        return;
+      }
+    }
+    KT_CHECK(false, "unhandled statement kind");
+  }
+
+  // Binds a variable (and optionally its bounds) for the extent of a C++ scope.
+  class Scoped {
+   public:
+    Scoped(CodeGenLLVM& cg, const ir::Var* v, llvm::Value* value) : cg_(cg), v_(v) {
+      auto it = cg.vars_.find(v);
+      if (it != cg.vars_.end()) old_ = it->second;
+      cg.vars_[v] = value;
+      auto bt = cg.bounds_.find(v);
+      if (bt != cg.bounds_.end()) old_bounds_ = bt->second;
+      cg.bounds_.erase(v);
+    }
+    void set_bounds(ir::IntBounds b) { cg_.bounds_[v_] = b; }
+    ~Scoped() {
+      if (old_) cg_.vars_[v_] = old_;
+      else cg_.vars_.erase(v_);
+      if (old_bounds_) cg_.bounds_[v_] = *old_bounds_;
+      else cg_.bounds_.erase(v_);
+    }
+
+   private:
+    CodeGenLLVM& cg_;
+    const ir::Var* v_;
+    llvm::Value* old_ = nullptr;
+    std::optional<ir::IntBounds> old_bounds_;
+  };
+
+  void emit_store(const ir::Store* op) {
+    ir::Type et = op->buffer->dtype.element_of();
+    llvm::Type* st = storage_type(et);
+    llvm::Align align(uint64_t(et.bytes()));
+    llvm::Value* v = emit(op->value);
+    if (et.is_bool()) {
+      auto* vt = llvm::dyn_cast<llvm::FixedVectorType>(v->getType());
+      v = b_.CreateZExt(v, vt ? llvm::FixedVectorType::get(st, vt->getNumElements()) : st);
+    }
+    Address a = address(op->buffer.get(), op->index);
+    if (a.lanes > 1) v = splat(v, a.lanes);
+    switch (a.kind) {
+      case Address::Scalar:
+      case Address::Contiguous:
+        b_.CreateAlignedStore(v, a.ptr, align);
+        return;
+      case Address::Uniform:
+        // Every lane writes the same element: the last lane's value is what remains.
+        b_.CreateAlignedStore(b_.CreateExtractElement(v, uint64_t(a.lanes - 1)), a.ptr, align);
+        return;
+      case Address::Gather:
+        b_.CreateMaskedScatter(v, a.ptr, align);
+        return;
+    }
+  }
+
+  llvm::Value* as_type(llvm::Value* v, llvm::Type* t) { return b_.CreateSExtOrTrunc(v, t); }
+
+  // for (var = begin; var < end; ++var) body(var)
+  template <typename F>
+  void emit_loop(const std::string& name, llvm::Value* begin, llvm::Value* end, F&& body) {
+    llvm::BasicBlock* pre = b_.GetInsertBlock();
+    auto* header = llvm::BasicBlock::Create(ctx_, name + ".header", fn_);
+    auto* loop = llvm::BasicBlock::Create(ctx_, name + ".body", fn_);
+    auto* exit = llvm::BasicBlock::Create(ctx_, name + ".exit", fn_);
+    b_.CreateBr(header);
+    b_.SetInsertPoint(header);
+    llvm::PHINode* i = b_.CreatePHI(begin->getType(), 2, name);
+    i->addIncoming(begin, pre);
+    b_.CreateCondBr(b_.CreateICmpSLT(i, end), loop, exit);
+    b_.SetInsertPoint(loop);
+    body(i);
+    llvm::Value* next = b_.CreateAdd(i, llvm::ConstantInt::get(i->getType(), 1), name + ".next",
+                                     /*HasNUW=*/false, /*HasNSW=*/true);
+    i->addIncoming(next, b_.GetInsertBlock());
+    b_.CreateBr(header);
+    b_.SetInsertPoint(exit);
+  }
+
+  void emit_for(const ir::For* op) {
+    const auto* var = op->var.as<ir::Var>();
+    KT_CHECK(var, "loop variable is not a Var");
+    if (ir::is_gpu_binding(op->for_kind)) {
+      throw InvalidCandidate(detail::concat("GPU loop kind on a CPU target (loop over ",
+                                            var->name, " is ",
+                                            ir::for_kind_name(op->for_kind), ")"));
+    }
+    llvm::Type* vt = llvm_type(var->type);
+    llvm::Value* min = as_type(emit(op->min), vt);
+    llvm::Value* extent = as_type(emit(op->extent), vt);
+    std::optional<ir::IntBounds> bnd;
+    int64_t cmin = 0, cext = 0;
+    if (ir::is_const_int(op->min, &cmin) && ir::is_const_int(op->extent, &cext) && cext > 0) {
+      bnd = ir::IntBounds{cmin, cmin + cext - 1};
+    }
+    if (op->for_kind == ir::ForKind::Parallel && !in_parallel_) {
+      emit_parallel_for(op, var, min, extent, bnd);
+      return;
+    }
+    llvm::Value* end = b_.CreateAdd(min, extent, var->name + ".end", false, true);
+    emit_loop(var->name, min, end, [&](llvm::Value* i) {
+      Scoped scope(*this, var, i);
+      if (bnd) scope.set_bounds(*bnd);
+      emit(op->body);
+    });
+  }
+
+  void emit_parallel_for(const ir::For* op, const ir::Var* var, llvm::Value* min,
+                         llvm::Value* extent, std::optional<ir::IntBounds> bnd) {
+    FreeVars fv;
+    fv.visit(op->body);
+    std::vector<const ir::Var*> cap_vars;
+    for (const auto* v : fv.vars) {
+      if (v != var) cap_vars.push_back(v);
+    }
+    llvm::Type* ptr = llvm::PointerType::get(ctx_, 0);
+    llvm::Type* i64 = llvm::Type::getInt64Ty(ctx_);
+    llvm::Type* void_ty = llvm::Type::getVoidTy(ctx_);
+
+    // Closure layout: buffer pointers, captured variables, loop min.
+    std::vector<llvm::Type*> fields;
+    std::vector<llvm::Value*> values;
+    for (const auto* b : fv.buffers) {
+      fields.push_back(ptr);
+      values.push_back(buffer_pointer(b));
+    }
+    for (const auto* v : cap_vars) {
+      auto it = vars_.find(v);
+      KT_CHECK(it != vars_.end(), "variable ", v->name, " is used outside its scope");
+      llvm::Value* val = it->second;
+      fields.push_back(val->getType());
+      values.push_back(val);
+    }
+    fields.push_back(min->getType());
+    values.push_back(min);
+    auto* closure_ty = llvm::StructType::get(ctx_, fields);
+
+    std::string name = f_.name + "_par_" + std::to_string(num_parallel_++);
+    std::vector<llvm::Type*> impl_params = fields;
+    impl_params.push_back(min->getType());  // begin
+    impl_params.push_back(min->getType());  // end
+    auto* impl = llvm::Function::Create(llvm::FunctionType::get(void_ty, impl_params, false),
+                                        llvm::Function::InternalLinkage, name + "_impl", mod_);
+    impl->addFnAttr(llvm::Attribute::NoUnwind);
+    for (size_t i = 0; i < fv.buffers.size(); ++i) {
+      impl->addParamAttr(unsigned(i), llvm::Attribute::NoAlias);
+    }
+    auto* wrapper = llvm::Function::Create(
+        llvm::FunctionType::get(void_ty, {ptr, i64, i64}, false),
+        llvm::Function::InternalLinkage, name, mod_);
+    wrapper->addFnAttr(llvm::Attribute::NoUnwind);
+
+    // Caller side: fill the closure and hand it to the thread pool.
+    llvm::Value* closure = entry_alloca(closure_ty, 8, "closure");
+    for (size_t i = 0; i < values.size(); ++i) {
+      b_.CreateStore(values[i], b_.CreateStructGEP(closure_ty, closure, unsigned(i)));
+    }
+    llvm::FunctionCallee pfor = mod_.getOrInsertFunction(
+        "ktune_parallel_for", llvm::FunctionType::get(void_ty, {ptr, ptr, i64}, false));
+    b_.CreateCall(pfor, {wrapper, closure, b_.CreateSExtOrTrunc(extent, i64)});
+    auto saved_ip = b_.saveIP();
+
+    // Wrapper: unpack the closure.
+    b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", wrapper));
+    std::vector<llvm::Value*> args;
+    for (size_t i = 0; i < fields.size(); ++i) {
+      args.push_back(b_.CreateLoad(fields[i],
+                                   b_.CreateStructGEP(closure_ty, wrapper->getArg(0), unsigned(i))));
+    }
+    args.push_back(as_type(wrapper->getArg(1), min->getType()));
+    args.push_back(as_type(wrapper->getArg(2), min->getType()));
+    b_.CreateCall(impl, args);
+    b_.CreateRetVoid();
+
+    // Outlined body: iterations [min + begin, min + end).
+    auto saved_vars = vars_;
+    auto saved_buffers = buffers_;
+    llvm::Function* saved_fn = fn_;
+    fn_ = impl;
+    in_parallel_ = true;
+    b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", impl));
+    buffers_.clear();
+    vars_.clear();
+    unsigned arg = 0;
+    for (const auto* b : fv.buffers) {
+      impl->getArg(arg)->setName(b->name);
+      buffers_[b] = impl->getArg(arg++);
+    }
+    for (const auto* v : cap_vars) {
+      impl->getArg(arg)->setName(v->name);
+      vars_[v] = impl->getArg(arg++);
+    }
+    llvm::Value* pmin = impl->getArg(arg++);
+    llvm::Value* begin = b_.CreateAdd(pmin, impl->getArg(arg++), "begin", false, true);
+    llvm::Value* end = b_.CreateAdd(pmin, impl->getArg(arg++), "end", false, true);
+    emit_loop(var->name, begin, end, [&](llvm::Value* i) {
+      Scoped scope(*this, var, i);
+      if (bnd) scope.set_bounds(*bnd);
+      emit(op->body);
+    });
+    b_.CreateRetVoid();
+
+    in_parallel_ = false;
+    fn_ = saved_fn;
+    vars_ = std::move(saved_vars);
+    buffers_ = std::move(saved_buffers);
+    b_.restoreIP(saved_ip);
+  }
+
+  llvm::AllocaInst* entry_alloca(llvm::Type* t, uint64_t align, const std::string& name) {
+    llvm::BasicBlock& entry = fn_->getEntryBlock();
+    llvm::IRBuilder<> eb(&entry, entry.begin());
+    llvm::AllocaInst* a = eb.CreateAlloca(t, nullptr, name);
+    a->setAlignment(llvm::Align(align));
+    return a;
+  }
+
+  void emit_allocate(const ir::Allocate* op) {
+    const ir::BufferNode* buf = op->buffer.get();
+    ir::Type et = buf->dtype.element_of();
+    llvm::Type* st = storage_type(et);
+    int64_t n = buf->num_elements();
+    int64_t bytes = n * et.bytes();
+    KT_CANDIDATE_CHECK(n >= 0, "allocation of ", buf->name, " with ", n, " elements");
+    auto old = buffers_.find(buf);
+    llvm::Value* saved = old == buffers_.end() ? nullptr : old->second;
+    if (buf->scope != ir::MemoryScope::Global && bytes <= kMaxStackAllocBytes) {
+      // One stack slot per (function, buffer): unrolled copies of an Allocate reuse it.
+      auto key = std::make_pair(fn_, buf);
+      auto it = stack_slots_.find(key);
+      if (it == stack_slots_.end()) {
+        it = stack_slots_.emplace(key, entry_alloca(llvm::ArrayType::get(st, uint64_t(n)), 64,
+                                                    buf->name)).first;
+      }
+      buffers_[buf] = it->second;
+      emit(op->body);
+    } else {
+      llvm::Type* ptr = llvm::PointerType::get(ctx_, 0);
+      llvm::Type* i64 = llvm::Type::getInt64Ty(ctx_);
+      llvm::FunctionCallee alloc =
+          mod_.getOrInsertFunction("aligned_alloc", llvm::FunctionType::get(ptr, {i64, i64}, false));
+      llvm::FunctionCallee release = mod_.getOrInsertFunction(
+          "free", llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr}, false));
+      int64_t rounded = std::max<int64_t>(64, (bytes + 63) / 64 * 64);
+      llvm::Value* p = b_.CreateCall(alloc, {b_.getInt64(64), b_.getInt64(uint64_t(rounded))},
+                                     buf->name);
+      buffers_[buf] = p;
+      emit(op->body);
+      b_.CreateCall(release, {p});
+    }
+    if (saved) buffers_[buf] = saved;
+    else buffers_.erase(buf);
+  }
+
+  void emit_if(const ir::IfThenElse* op) {
+    llvm::Value* c = emit(op->cond);
+    KT_CHECK(!c->getType()->isVectorTy(), "vector condition in IfThenElse");
+    auto* then_bb = llvm::BasicBlock::Create(ctx_, "then", fn_);
+    auto* else_bb = op->else_case.defined() ? llvm::BasicBlock::Create(ctx_, "else", fn_) : nullptr;
+    auto* done = llvm::BasicBlock::Create(ctx_, "endif", fn_);
+    b_.CreateCondBr(c, then_bb, else_bb ? else_bb : done);
+    b_.SetInsertPoint(then_bb);
+    emit(op->then_case);
+    b_.CreateBr(done);
+    if (else_bb) {
+      b_.SetInsertPoint(else_bb);
+      emit(op->else_case);
+      b_.CreateBr(done);
+    }
+    b_.SetInsertPoint(done);
+  }
+
+  llvm::LLVMContext& ctx_;
+  llvm::Module& mod_;
+  llvm::IRBuilder<> b_;
+  const ir::LoweredFunc& f_;
+  llvm::Function* fn_ = nullptr;
+  std::unordered_map<const ir::ExprNode*, llvm::Value*> vars_;
+  std::unordered_map<const ir::BufferNode*, llvm::Value*> buffers_;
+  std::map<std::pair<llvm::Function*, const ir::BufferNode*>, llvm::AllocaInst*> stack_slots_;
+  ir::BoundsMap bounds_;
+  bool in_parallel_ = false;
+  int num_parallel_ = 0;
+};
+
+void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
+  llvm::LoopAnalysisManager lam;
+  llvm::FunctionAnalysisManager fam;
+  llvm::CGSCCAnalysisManager cgam;
+  llvm::ModuleAnalysisManager mam;
+  llvm::PipelineTuningOptions pto;
+  pto.LoopVectorization = true;
+  pto.SLPVectorization = true;
+  pto.LoopUnrolling = true;
+  llvm::PassBuilder pb(&tm, pto);
+  pb.registerModuleAnalyses(mam);
+  pb.registerCGSCCAnalyses(cgam);
+  pb.registerFunctionAnalyses(fam);
+  pb.registerLoopAnalyses(lam);
+  pb.crossRegisterProxies(lam, fam, cgam, mam);
+  llvm::ModulePassManager mpm = pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3);
+  mpm.run(m, mam);
+}
+
+std::string cpu_name_for(const llvm::Triple& triple) {
+  // Code is chosen by the feature list, never by the CPU name (DESIGN §10).
+  return triple.isX86() && triple.isArch64Bit() ? "x86-64" : "generic";
+}
+
+}  // namespace
+
+void initialize_llvm() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+#ifdef KTUNE_STATIC_LLVM
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+    llvm::InitializeNativeTargetAsmParser();
+#else
+    llvm::InitializeAllTargetInfos();
+    llvm::InitializeAllTargets();
+    llvm::InitializeAllTargetMCs();
+    llvm::InitializeAllAsmPrinters();
+    llvm::InitializeAllAsmParsers();
+#endif
+  });
+}
+
+std::string cpu_name_for_codegen(const target::Target& t) {
+  return cpu_name_for(llvm::Triple(t.triple));
+}
+
+std::unique_ptr<llvm::TargetMachine> make_target_machine(const target::Target& t) {
+  KT_USER_CHECK(t.kind == target::TargetKind::CPU, "target ", t.name, " is a ",
+                target::kind_name(t.kind), " target; the CPU code generator needs a CPU target");
+  initialize_llvm();
+  llvm::Triple triple(t.triple);
+  std::string err;
+  const llvm::Target* target = llvm::TargetRegistry::lookupTarget(t.triple, err);
+  KT_USER_CHECK(target, "target ", t.name, ": LLVM has no backend for triple ", t.triple, ": ",
+                err);
+  llvm::TargetOptions opts;
+  std::unique_ptr<llvm::TargetMachine> tm(target->createTargetMachine(
+      t.triple, cpu_name_for(triple), t.feature_string(), opts, llvm::Reloc::PIC_, std::nullopt,
+      llvm::CodeGenOptLevel::Aggressive));
+  KT_USER_CHECK(tm, "target ", t.name, ": LLVM could not create a target machine for ", t.triple);
+  return tm;
+}
+
+namespace {
+
+// `vscale` > 0 fixes the SVE vector length (vscale_range) of every function.
+std::unique_ptr<llvm::Module> emit_module(const ir::LoweredFunc& f, llvm::LLVMContext& ctx,
+                                          llvm::TargetMachine& tm, unsigned vscale) {
+  auto m = std::make_unique<llvm::Module>(f.name, ctx);
+  m->setTargetTriple(tm.getTargetTriple().str());
+  m->setDataLayout(tm.createDataLayout());
+  CodeGenLLVM(*m, f).run();
+
+  std::string cpu = tm.getTargetCPU().str(), features = tm.getTargetFeatureString().str();
+  for (llvm::Function& fn : *m) {
+    if (fn.isDeclaration()) continue;
+    fn.addFnAttr("target-cpu", cpu);
+    if (!features.empty()) fn.addFnAttr("target-features", features);
+    if (vscale) fn.addFnAttr(llvm::Attribute::getWithVScaleRangeArgs(ctx, vscale, vscale));
+  }
+  std::string msg;
+  llvm::raw_string_ostream os(msg);
+  if (llvm::verifyModule(*m, &os)) {
+    os.flush();
+    throw InvalidCandidate("LLVM module verification failed: " + msg);
+  }
+  optimize_module(*m, tm);
+  return m;
+}
+
+}  // namespace
+
+std::unique_ptr<llvm::Module> emit_llvm(const ir::LoweredFunc& f, llvm::LLVMContext& ctx,
+                                        llvm::TargetMachine& tm) {
+  return emit_module(f, ctx, tm, 0);
+}
+
+std::unique_ptr<llvm::Module> emit_llvm(const ir::LoweredFunc& f, llvm::LLVMContext& ctx,
+                                        llvm::TargetMachine& tm, const target::Target& t) {
+  // Fixed-length SVE: a known vector length lets LLVM use SVE registers for fixed vectors.
+  bool sve = tm.getTargetTriple().isAArch64() && t.has_feature("sve") && t.vector_bits >= 128;
+  return emit_module(f, ctx, tm, sve ? unsigned(t.vector_bits / 128) : 0);
+}
+
+}  // namespace ktune::codegen

@@ -1,1 +1,215 @@
-// (in progress)
+// Log records: JSON form, the append-only writer and the tolerant reader.
+#include "ktune/log/record.h"
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <map>
+
+#include <unistd.h>
+
+#include "ktune/support/error.h"
+
+#ifndef KTUNE_VERSION
+#define KTUNE_VERSION "0.0.0"
+#endif
+#ifndef KTUNE_LLVM_VERSION
+#define KTUNE_LLVM_VERSION "unknown"
+#endif
+
+namespace ktune::log {
+
+using nlohmann::json;
+
+Workload Workload::of(const te::ComputeDAG& dag) {
+  return {dag.kernel, dag.params, dag.dtype, dag.hash(), dag.flop_count()};
+}
+
+std::string Workload::key() const {
+  std::string s = kernel + "(";
+  for (size_t i = 0; i < params.size(); ++i)
+    s += (i ? "," : "") + params[i].first + "=" + std::to_string(params[i].second);
+  if (!dtype.empty()) s += std::string(params.empty() ? "" : ",") + "dtype=" + dtype;
+  return s + ")";
+}
+
+TargetInfo TargetInfo::of(const target::Target& t) {
+  return {t.name, target::kind_name(t.kind), t.triple, t.cpu, t.features};
+}
+
+std::string now_iso8601() {
+  auto now = std::chrono::system_clock::now();
+  std::time_t tt = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Record make_record(const te::ComputeDAG& dag, const target::Target& t, int threads) {
+  Record r;
+  r.ktune_version = KTUNE_VERSION;
+  r.llvm_version = KTUNE_LLVM_VERSION;
+  r.workload = Workload::of(dag);
+  r.target = TargetInfo::of(t);
+  r.threads = threads;
+  return r;
+}
+
+json to_json(const Record& r) {
+  json params = json::object();
+  for (const auto& [k, v] : r.workload.params) params[k] = v;
+  json j;
+  j["format_version"] = r.format_version;
+  j["ktune_version"] = r.ktune_version;
+  j["llvm_version"] = r.llvm_version;
+  j["workload"] = {{"kernel", r.workload.kernel},
+                   {"params", params},
+                   {"param_order", [&] {
+                      json a = json::array();
+                      for (const auto& p : r.workload.params) a.push_back(p.first);
+                      return a;
+                    }()},
+                   {"dtype", r.workload.dtype},
+                   {"dag_hash", r.workload.dag_hash},
+                   {"flops", r.workload.flops}};
+  j["target"] = {{"name", r.target.name},
+                 {"kind", r.target.kind},
+                 {"triple", r.target.triple},
+                 {"cpu", r.target.cpu},
+                 {"features", r.target.features}};
+  j["threads"] = r.threads;
+  j["steps"] = r.steps;
+  j["result"] = {{"error", r.error.empty() ? json(nullptr) : json(r.error)},
+                 {"error_message", r.error_message},
+                 {"times_ms", r.times_ms},
+                 {"median_ms", r.median_ms},
+                 {"gflops", r.gflops},
+                 {"compile_ms", r.compile_ms}};
+  j["phase"] = r.phase;
+  j["trial"] = r.trial;
+  j["timestamp"] = r.timestamp;
+  return j;
+}
+
+namespace {
+const json& field(const json& j, const char* name, const char* where) {
+  KT_USER_CHECK(j.is_object() && j.contains(name), "record has no field '", where, name, "'");
+  return j.at(name);
+}
+template <typename T>
+T get(const json& j, const char* name, const char* where = "") {
+  try {
+    return field(j, name, where).get<T>();
+  } catch (const json::exception&) {
+    throw UserError(detail::concat("record field '", where, name, "' has the wrong type"));
+  }
+}
+}  // namespace
+
+Record record_from_json(const json& j) {
+  Record r;
+  r.format_version = get<int>(j, "format_version");
+  KT_USER_CHECK(r.format_version == kFormatVersion, "record has format version ", r.format_version,
+                "; this ktune reads version ", kFormatVersion);
+  r.ktune_version = get<std::string>(j, "ktune_version");
+  r.llvm_version = get<std::string>(j, "llvm_version");
+  const json& w = field(j, "workload", "");
+  r.workload.kernel = get<std::string>(w, "kernel", "workload.");
+  const json& params = field(w, "params", "workload.");
+  const auto order = get<std::vector<std::string>>(w, "param_order", "workload.");
+  for (const auto& k : order) {
+    KT_USER_CHECK(params.contains(k) && params[k].is_number_integer(), "record field 'workload.params' lacks '", k, "'");
+    r.workload.params.emplace_back(k, params[k].get<int64_t>());
+  }
+  r.workload.dtype = get<std::string>(w, "dtype", "workload.");
+  r.workload.dag_hash = get<std::string>(w, "dag_hash", "workload.");
+  r.workload.flops = get<double>(w, "flops", "workload.");
+  const json& t = field(j, "target", "");
+  r.target.name = get<std::string>(t, "name", "target.");
+  r.target.kind = get<std::string>(t, "kind", "target.");
+  r.target.triple = get<std::string>(t, "triple", "target.");
+  r.target.cpu = get<std::string>(t, "cpu", "target.");
+  r.target.features = get<std::vector<std::string>>(t, "features", "target.");
+  r.threads = get<int>(j, "threads");
+  r.steps = field(j, "steps", "");
+  KT_USER_CHECK(r.steps.is_array(), "record field 'steps' is not an array");
+  const json& res = field(j, "result", "");
+  const json& err = field(res, "error", "result.");
+  KT_USER_CHECK(err.is_null() || err.is_string(), "record field 'result.error' has the wrong type");
+  r.error = err.is_null() ? "" : err.get<std::string>();
+  r.error_message = get<std::string>(res, "error_message", "result.");
+  r.times_ms = get<std::vector<double>>(res, "times_ms", "result.");
+  r.median_ms = get<double>(res, "median_ms", "result.");
+  r.gflops = get<double>(res, "gflops", "result.");
+  r.compile_ms = get<double>(res, "compile_ms", "result.");
+  r.phase = get<std::string>(j, "phase");
+  r.trial = get<int>(j, "trial");
+  r.timestamp = get<std::string>(j, "timestamp");
+  return r;
+}
+
+LogWriter::LogWriter(const std::string& path) : path_(path) {
+  file_ = std::fopen(path.c_str(), "a");
+  KT_USER_CHECK(file_ != nullptr, "cannot write the tuning log '", path, "': ", std::strerror(errno));
+}
+
+LogWriter::~LogWriter() {
+  if (file_) std::fclose(file_);
+}
+
+void LogWriter::write(const Record& r) {
+  KT_CHECK(file_ != nullptr, "log not open");
+  const std::string line = to_json(r).dump() + "\n";
+  if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0)
+    throw UserError(detail::concat("cannot write the tuning log '", path_, "': ", std::strerror(errno)));
+}
+
+LogContents read_log(const std::string& path, bool skip_bad_lines) {
+  std::ifstream in(path);
+  KT_USER_CHECK(in.good(), "cannot read the tuning log '", path, "': ", std::strerror(errno));
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  LogContents out;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string& line = lines[i];
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    try {
+      out.records.push_back(record_from_json(json::parse(line)));
+    } catch (const std::exception& e) {
+      const bool last = i + 1 == lines.size();
+      std::string what = dynamic_cast<const json::exception*>(&e) ? "not valid JSON" : e.what();
+      std::string msg = path + ":" + std::to_string(i + 1) + ": " + what;
+      if (last || skip_bad_lines) {
+        out.warnings.push_back(msg + (last ? " (truncated last line skipped)" : " (line skipped)"));
+        continue;
+      }
+      throw UserError(msg);
+    }
+  }
+  return out;
+}
+
+std::vector<Record> best_records(const std::vector<Record>& records) {
+  std::map<std::string, Record> best;
+  std::vector<std::string> order;
+  for (const Record& r : records) {
+    if (!r.valid()) continue;
+    const std::string key = r.workload.key() + "|" + r.workload.dag_hash + "|" + r.target.name;
+    auto it = best.find(key);
+    if (it == best.end()) {
+      order.push_back(key);
+      best.emplace(key, r);
+    } else if (r.median_ms < it->second.median_ms) {
+      it->second = r;
+    }
+  }
+  std::vector<Record> out;
+  for (const auto& k : order) out.push_back(best.at(k));
+  return out;
+}
+
+}  // namespace ktune::log

@@ -1,1 +1,373 @@
-// (in progress)
+// The schedule steps: apply, print, and JSON form of each. Every check that can fail on a
+// search-generated or user-written schedule throws InvalidCandidate naming the step.
+#include "ktune/schedule/steps.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "ktune/ir/ir_ops.h"
+#include "ktune/ir/visitor.h"
+#include "ktune/support/error.h"
+#include "ktune/support/util.h"
+
+namespace ktune::schedule {
+
+using nlohmann::json;
+
+namespace {
+
+template <class... Ts>
+struct overloaded : Ts... {
+  using Ts::operator()...;
+};
+template <class... Ts>
+overloaded(Ts...) -> overloaded<Ts...>;
+
+const char* scope_str(ir::MemoryScope s) { return ir::scope_name(s); }
+
+Stage& stage_of(State& st, int stage, const char* step) {
+  KT_CANDIDATE_CHECK(stage >= 0 && stage < st.num_stages(), step, ": stage ", stage,
+                     " does not exist (the state has ", st.num_stages(), " stages)");
+  return st.mutable_stage(stage);
+}
+
+void check_iter(const Stage& s, int iter, const char* step) {
+  KT_CANDIDATE_CHECK(iter >= 0 && iter < int(s.leaf.size()), step, ": stage ", s.op.name,
+                     " has no loop at position ", iter, " (it has ", s.leaf.size(), " loops)");
+}
+
+bool reads_tensor(const te::Operation& op, const std::string& name) {
+  bool found = false;
+  if (op.body.defined())
+    ir::post_order_visit(op.body, [&](const ir::Expr& e) {
+      if (const auto* t = e.as<ir::TensorRead>()) found = found || t->tensor == name;
+    });
+  return found;
+}
+
+void apply(const SplitStep& s, State& st) {
+  Stage& stage = stage_of(st, s.stage, "split");
+  check_iter(stage, s.iter, "split");
+  const int id = stage.leaf[s.iter];
+  const Iterator parent = stage.iters[id];
+  KT_CANDIDATE_CHECK(!s.lengths.empty(), "split of ", stage.op.name, ".", parent.name, ": no lengths given");
+  int64_t prod = 1;
+  for (int64_t l : s.lengths) {
+    KT_CANDIDATE_CHECK(l >= 1, "split of ", stage.op.name, ".", parent.name, ": length ", l,
+                       " is not positive");
+    prod *= l;
+    KT_CANDIDATE_CHECK(prod <= parent.extent, "split of ", stage.op.name, ".", parent.name,
+                       ": lengths multiply to more than the extent ", parent.extent);
+  }
+  SplitRelation rel{id, {}, s.lengths};
+  std::vector<int> new_ids;
+  for (size_t k = 0; k <= s.lengths.size(); ++k) {
+    Iterator it;
+    it.name = parent.name + "." + std::to_string(k);
+    it.kind = parent.kind;
+    it.extent = k == 0 ? ceil_div(parent.extent, prod) : s.lengths[k - 1];
+    stage.iters.push_back(it);
+    new_ids.push_back(int(stage.iters.size()) - 1);
+  }
+  rel.children = new_ids;
+  stage.relations.push_back(rel);
+  stage.leaf.erase(stage.leaf.begin() + s.iter);
+  stage.leaf.insert(stage.leaf.begin() + s.iter, new_ids.begin(), new_ids.end());
+}
+
+void apply(const FuseStep& s, State& st) {
+  Stage& stage = stage_of(st, s.stage, "fuse");
+  KT_CANDIDATE_CHECK(s.iters.size() >= 2, "fuse on ", stage.op.name, ": needs at least two loops");
+  for (size_t k = 0; k < s.iters.size(); ++k) {
+    check_iter(stage, s.iters[k], "fuse");
+    KT_CANDIDATE_CHECK(k == 0 || s.iters[k] == s.iters[k - 1] + 1, "fuse on ", stage.op.name,
+                       ": loops must be consecutive");
+  }
+  FuseRelation rel;
+  Iterator fused;
+  fused.extent = 1;
+  fused.kind = stage.leaf_iter(s.iters[0]).kind;
+  for (size_t k = 0; k < s.iters.size(); ++k) {
+    const Iterator& it = stage.leaf_iter(s.iters[k]);
+    KT_CANDIDATE_CHECK(it.kind == fused.kind, "fuse on ", stage.op.name,
+                       ": cannot fuse a spatial loop with a reduction loop (", it.name, ")");
+    fused.name += (k ? "@" : "") + it.name;
+    fused.extent *= it.extent;
+    rel.parents.push_back(stage.leaf[s.iters[k]]);
+  }
+  stage.iters.push_back(fused);
+  rel.child = int(stage.iters.size()) - 1;
+  stage.relations.push_back(rel);
+  stage.leaf.erase(stage.leaf.begin() + s.iters.front(), stage.leaf.begin() + s.iters.back() + 1);
+  stage.leaf.insert(stage.leaf.begin() + s.iters.front(), rel.child);
+}
+
+void apply(const ReorderStep& s, State& st) {
+  Stage& stage = stage_of(st, s.stage, "reorder");
+  std::vector<int> sorted = s.order;
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<int> expect(stage.leaf.size());
+  std::iota(expect.begin(), expect.end(), 0);
+  KT_CANDIDATE_CHECK(sorted == expect, "reorder on ", stage.op.name, ": the order must be a permutation of 0..",
+                     stage.leaf.size() - 1);
+  std::vector<int> leaf;
+  for (int p : s.order) leaf.push_back(stage.leaf[p]);
+  stage.leaf = leaf;
+}
+
+void apply(const AnnotateStep& s, State& st) {
+  Stage& stage = stage_of(st, s.stage, "annotate");
+  check_iter(stage, s.iter, "annotate");
+  Iterator& it = stage.iters[stage.leaf[s.iter]];
+  KT_CANDIDATE_CHECK(!(it.kind == IterKind::Reduce &&
+                       (s.annotation == Annotation::Parallel || s.annotation == Annotation::Vectorize)),
+                     "annotate ", stage.op.name, ".", it.name, " ", annotation_name(s.annotation),
+                     ": a reduction loop cannot be ", annotation_name(s.annotation), "d");
+  it.annotation = s.annotation;
+}
+
+void apply(const PragmaStep& s, State& st) {
+  Stage& stage = stage_of(st, s.stage, "pragma");
+  check_iter(stage, s.iter, "pragma");
+  KT_CANDIDATE_CHECK(s.name == "auto_unroll_max_step", "pragma on ", stage.op.name, ": unknown pragma '",
+                     s.name, "' (known: auto_unroll_max_step)");
+  KT_CANDIDATE_CHECK(s.value >= 0, "pragma auto_unroll_max_step on ", stage.op.name, ": negative value");
+  stage.auto_unroll_max_step = s.value;
+}
+
+void apply(const ComputeAtStep& s, State& st) {
+  Stage& stage = stage_of(st, s.stage, "compute_at");
+  Stage& target = stage_of(st, s.target_stage, "compute_at");
+  KT_CANDIDATE_CHECK(s.stage != s.target_stage, "compute_at ", stage.op.name, ": a stage cannot be computed at itself");
+  check_iter(target, s.target_iter, "compute_at");
+  KT_CANDIDATE_CHECK(reads_tensor(target.op, stage.op.name), "compute_at ", stage.op.name, " at ",
+                     target.op.name, ": ", target.op.name, " does not read ", stage.op.name);
+  KT_CANDIDATE_CHECK(!stage.op.is_output, "compute_at ", stage.op.name, ": an output is computed at root");
+  KT_CANDIDATE_CHECK(target.location != ComputeLocation::Inlined, "compute_at ", stage.op.name, " at ",
+                     target.op.name, ": the target is inlined");
+  stage.location = ComputeLocation::At;
+  stage.attach_stage = s.target_stage;
+  stage.attach_iter = target.leaf[s.target_iter];
+}
+
+void apply(const ComputeInlineStep& s, State& st) {
+  Stage& stage = stage_of(st, s.stage, "compute_inline");
+  KT_CANDIDATE_CHECK(!stage.op.is_output, "compute_inline ", stage.op.name, ": an output cannot be inlined");
+  KT_CANDIDATE_CHECK(stage.op.reduce == te::ReduceKind::None, "compute_inline ", stage.op.name,
+                     ": a reduction cannot be inlined");
+  for (const Stage& other : st.stages())
+    KT_CANDIDATE_CHECK(!(other.location == ComputeLocation::At && other.attach_stage == s.stage),
+                       "compute_inline ", stage.op.name, ": ", other.op.name, " is computed inside it");
+  stage.location = ComputeLocation::Inlined;
+  stage.attach_stage = stage.attach_iter = -1;
+}
+
+void apply(const ComputeRootStep& s, State& st) {
+  Stage& stage = stage_of(st, s.stage, "compute_root");
+  stage.location = ComputeLocation::Root;
+  stage.attach_stage = stage.attach_iter = -1;
+}
+
+void apply(const CacheWriteStep& s, State& st) {
+  Stage& stage = stage_of(st, s.stage, "cache_write");
+  KT_CANDIDATE_CHECK(stage.relations.empty() && stage.location == ComputeLocation::Root,
+                     "cache_write on ", stage.op.name, ": must come before other steps on the stage");
+  Stage cache = stage;
+  cache.op.name = stage.op.name + ".local";
+  cache.op.is_output = false;
+  // The original stage becomes an element-wise copy of the cache stage.
+  Stage copy;
+  copy.op = stage.op;
+  std::vector<ir::Expr> idx;
+  for (const auto& a : copy.op.axes) idx.push_back(a.var);
+  copy.op.body = ir::TensorRead::make(copy.op.dtype, cache.op.name, idx);
+  copy.op.reduce = te::ReduceKind::None;
+  copy.op.reduce_axes.clear();
+  for (size_t i = 0; i < copy.op.axes.size(); ++i) copy.iters.push_back(stage.iters[i]);
+  for (size_t i = 0; i < copy.iters.size(); ++i) copy.leaf.push_back(int(i));
+  copy.auto_unroll_max_step = stage.auto_unroll_max_step;
+  auto& stages = st.mutable_stages();
+  for (Stage& other : stages)
+    if (other.attach_stage >= s.stage) ++other.attach_stage;
+  stages[s.stage] = copy;
+  stages.insert(stages.begin() + s.stage, cache);
+}
+
+std::string ints(const std::vector<int64_t>& v) {
+  return "[" + join(v, ", ", [](int64_t x) { return std::to_string(x); }) + "]";
+}
+
+std::string iter_name(const State& st, int stage, int iter) {
+  if (stage < 0 || stage >= st.num_stages()) return "?";
+  const Stage& s = st.stage(stage);
+  if (iter < 0 || iter >= int(s.leaf.size())) return "?";
+  return s.leaf_iter(iter).name;
+}
+std::string stage_name(const State& st, int stage) {
+  return stage >= 0 && stage < st.num_stages() ? st.stage(stage).op.name : "?";
+}
+
+template <typename T>
+T get_field(const json& j, const char* kind, const char* field) {
+  KT_USER_CHECK(j.contains(field), "step '", kind, "' is missing the field '", field, "'");
+  try {
+    return j.at(field).get<T>();
+  } catch (const json::exception&) {
+    throw UserError(detail::concat("step '", kind, "': field '", field, "' has the wrong type"));
+  }
+}
+
+}  // namespace
+
+std::string Step::kind() const {
+  return std::visit(overloaded{
+                        [](const SplitStep&) { return "split"; },
+                        [](const FuseStep&) { return "fuse"; },
+                        [](const ReorderStep&) { return "reorder"; },
+                        [](const AnnotateStep&) { return "annotate"; },
+                        [](const PragmaStep&) { return "pragma"; },
+                        [](const ComputeAtStep&) { return "compute_at"; },
+                        [](const ComputeInlineStep&) { return "compute_inline"; },
+                        [](const ComputeRootStep&) { return "compute_root"; },
+                        [](const CacheWriteStep&) { return "cache_write"; },
+                    },
+                    v);
+}
+
+void Step::apply_to(State& state) const {
+  std::visit([&](const auto& s) { apply(s, state); }, v);
+}
+
+std::string Step::to_string(const State& st) const {
+  return std::visit(
+      overloaded{
+          [&](const SplitStep& s) {
+            return "split(" + stage_name(st, s.stage) + ", " + iter_name(st, s.stage, s.iter) + ", " + ints(s.lengths) + ")";
+          },
+          [&](const FuseStep& s) {
+            return "fuse(" + stage_name(st, s.stage) + ", [" +
+                   join(s.iters, ", ", [&](int i) { return iter_name(st, s.stage, i); }) + "])";
+          },
+          [&](const ReorderStep& s) {
+            return "reorder(" + stage_name(st, s.stage) + ", [" +
+                   join(s.order, ", ", [&](int i) { return iter_name(st, s.stage, i); }) + "])";
+          },
+          [&](const AnnotateStep& s) {
+            return "annotate(" + stage_name(st, s.stage) + ", " + iter_name(st, s.stage, s.iter) + ", " +
+                   annotation_name(s.annotation) + ")";
+          },
+          [&](const PragmaStep& s) {
+            return "pragma(" + stage_name(st, s.stage) + ", " + iter_name(st, s.stage, s.iter) + ", " + s.name + "=" +
+                   std::to_string(s.value) + ")";
+          },
+          [&](const ComputeAtStep& s) {
+            return "compute_at(" + stage_name(st, s.stage) + ", " + stage_name(st, s.target_stage) + ", " +
+                   iter_name(st, s.target_stage, s.target_iter) + ")";
+          },
+          [&](const ComputeInlineStep& s) { return "compute_inline(" + stage_name(st, s.stage) + ")"; },
+          [&](const ComputeRootStep& s) { return "compute_root(" + stage_name(st, s.stage) + ")"; },
+          [&](const CacheWriteStep& s) {
+            return "cache_write(" + stage_name(st, s.stage) + ", " + scope_str(s.scope) + ")";
+          },
+      },
+      v);
+}
+
+json Step::to_json() const {
+  json j = std::visit(
+      overloaded{
+          [](const SplitStep& s) { return json{{"stage", s.stage}, {"iter", s.iter}, {"lengths", s.lengths}}; },
+          [](const FuseStep& s) { return json{{"stage", s.stage}, {"iters", s.iters}}; },
+          [](const ReorderStep& s) { return json{{"stage", s.stage}, {"order", s.order}}; },
+          [](const AnnotateStep& s) {
+            return json{{"stage", s.stage}, {"iter", s.iter}, {"annotation", annotation_name(s.annotation)}};
+          },
+          [](const PragmaStep& s) {
+            return json{{"stage", s.stage}, {"iter", s.iter}, {"name", s.name}, {"value", s.value}};
+          },
+          [](const ComputeAtStep& s) {
+            return json{{"stage", s.stage}, {"target_stage", s.target_stage}, {"target_iter", s.target_iter}};
+          },
+          [](const ComputeInlineStep& s) { return json{{"stage", s.stage}}; },
+          [](const ComputeRootStep& s) { return json{{"stage", s.stage}}; },
+          [](const CacheWriteStep& s) { return json{{"stage", s.stage}, {"scope", scope_str(s.scope)}}; },
+      },
+      v);
+  j["kind"] = kind();
+  return j;
+}
+
+std::string Step::key() const { return to_json().dump(); }
+
+Step Step::from_json(const json& j) {
+  KT_USER_CHECK(j.is_object(), "a step must be a JSON object, got ", j.dump());
+  KT_USER_CHECK(j.contains("kind") && j["kind"].is_string(), "a step needs a string field 'kind': ", j.dump());
+  const std::string k = j["kind"].get<std::string>();
+  const char* kc = k.c_str();
+  auto stage = [&] { return get_field<int>(j, kc, "stage"); };
+  if (k == "split") return SplitStep{stage(), get_field<int>(j, kc, "iter"), get_field<std::vector<int64_t>>(j, kc, "lengths")};
+  if (k == "fuse") return FuseStep{stage(), get_field<std::vector<int>>(j, kc, "iters")};
+  if (k == "reorder") return ReorderStep{stage(), get_field<std::vector<int>>(j, kc, "order")};
+  if (k == "annotate") {
+    Annotation a;
+    const auto name = get_field<std::string>(j, kc, "annotation");
+    KT_USER_CHECK(parse_annotation(name, &a), "step 'annotate': unknown annotation '", name, "'");
+    return AnnotateStep{stage(), get_field<int>(j, kc, "iter"), a};
+  }
+  if (k == "pragma")
+    return PragmaStep{stage(), get_field<int>(j, kc, "iter"), get_field<std::string>(j, kc, "name"),
+                      get_field<int64_t>(j, kc, "value")};
+  if (k == "compute_at")
+    return ComputeAtStep{stage(), get_field<int>(j, kc, "target_stage"), get_field<int>(j, kc, "target_iter")};
+  if (k == "compute_inline") return ComputeInlineStep{stage()};
+  if (k == "compute_root") return ComputeRootStep{stage()};
+  if (k == "cache_write") {
+    const auto sc = get_field<std::string>(j, kc, "scope");
+    ir::MemoryScope scope;
+    if (sc == "local") scope = ir::MemoryScope::Local;
+    else if (sc == "shared") scope = ir::MemoryScope::Shared;
+    else if (sc == "global") scope = ir::MemoryScope::Global;
+    else throw UserError("step 'cache_write': unknown scope '" + sc + "' (local, shared, global)");
+    return CacheWriteStep{stage(), scope};
+  }
+  throw UserError("unknown step kind '" + k +
+                  "' (known: split, fuse, reorder, annotate, pragma, compute_at, compute_inline, "
+                  "compute_root, cache_write)");
+}
+
+json steps_to_json(const std::vector<Step>& steps) {
+  json a = json::array();
+  for (const auto& s : steps) a.push_back(s.to_json());
+  return a;
+}
+
+std::vector<Step> steps_from_json(const json& j) {
+  KT_USER_CHECK(j.is_array(), "steps must be a JSON array");
+  std::vector<Step> out;
+  for (size_t i = 0; i < j.size(); ++i) {
+    try {
+      out.push_back(Step::from_json(j[i]));
+    } catch (const UserError& e) {
+      throw UserError("step " + std::to_string(i) + ": " + e.what());
+    }
+  }
+  return out;
+}
+
+State replay(std::shared_ptr<const te::ComputeDAG> dag, const std::vector<Step>& steps) {
+  State st(std::move(dag));
+  for (size_t i = 0; i < steps.size(); ++i) {
+    try {
+      st.apply(steps[i]);
+    } catch (const InvalidCandidate& e) {
+      throw InvalidCandidate("step " + std::to_string(i) + " (" + steps[i].kind() + "): " + e.what());
+    }
+  }
+  return st;
+}
+
+std::string canonical_key(const std::vector<Step>& steps) {
+  return join(steps, ";", [](const Step& s) { return s.key(); });
+}
+
+}  // namespace ktune::schedule

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "ktune/ir/ir.h"
 #include "ktune/target/target.h"
@@ -24,11 +25,27 @@ class TargetMachine;
 
 namespace ktune::codegen {
 
-// Creates the TargetMachine for a CPU target (triple + feature list), at -O3.
+// Registers LLVM's targets (all of them, or the native one in a static-LLVM build). Idempotent
+// and thread-safe; make_target_machine calls it.
+void initialize_llvm();
+
+// The CPU name handed to LLVM for a target: a generic one ("x86-64", "generic"), since code
+// is chosen by the feature list, never by the CPU name (DESIGN §10).
+std::string cpu_name_for_codegen(const target::Target& t);
+
+// Creates the TargetMachine for a CPU target (triple + feature list), at -O3. A GPU target
+// or a triple LLVM has no backend for is a UserError.
 std::unique_ptr<llvm::TargetMachine> make_target_machine(const target::Target& t);
 
-// Emits the module for `f` (after prepare_for_codegen) and runs LLVM's -O3 pipeline on it.
+// Emits the module for `f` and runs LLVM's -O3 pipeline on it. `f` should have been through
+// prepare_for_codegen (loops still marked Unrolled or Vectorized are emitted as serial loops).
+// Throws InvalidCandidate when the module fails LLVM's verifier or uses an unsupported
+// dtype or a GPU loop kind.
 std::unique_ptr<llvm::Module> emit_llvm(const ir::LoweredFunc& f, llvm::LLVMContext& ctx,
                                         llvm::TargetMachine& tm);
+// As above, with the target's details that the TargetMachine does not carry (the SVE vector
+// length of AArch64 targets, which becomes a vscale_range attribute).
+std::unique_ptr<llvm::Module> emit_llvm(const ir::LoweredFunc& f, llvm::LLVMContext& ctx,
+                                        llvm::TargetMachine& tm, const target::Target& t);
 
 }  // namespace ktune::codegen

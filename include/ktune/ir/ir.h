@@ -100,6 +100,7 @@ class Expr {
   // Integer constants convert to i64 IntImm, doubles to f32 FloatImm, for terse builders.
   Expr(int v);      // NOLINT(google-explicit-constructor)
   Expr(int64_t v);  // NOLINT(google-explicit-constructor)
+  Expr(double v);   // NOLINT(google-explicit-constructor)
 
   bool defined() const { return node_ != nullptr; }
   const ExprNode* get() const { return node_.get(); }

@@ -36,6 +36,8 @@ Expr type_max(Type t);
 // Constant value of an integer immediate (after broadcasts), if the expression is one.
 bool is_const_int(const Expr& e, int64_t* value = nullptr);
 bool is_const_int(const Expr& e, int64_t value);
+// (Without this overload, is_const_int(e, 0) would be ambiguous with the pointer form.)
+inline bool is_const_int(const Expr& e, int value) { return is_const_int(e, int64_t(value)); }
 
 // Brings two operands to a common type (used by the builders and the parser).
 void match_types(Expr& a, Expr& b);

@@ -40,7 +40,7 @@ using VarMap = std::unordered_map<const ExprNode*, Expr>;
 Expr substitute(const Expr& e, const VarMap& map);
 Stmt substitute(const Stmt& s, const VarMap& map);
 
-// Calls f on every node of an expression tree (pre-order).
+// Calls f on every node of an expression tree, children before their parent (post-order).
 void post_order_visit(const Expr& e, const std::function<void(const Expr&)>& f);
 
 // True when `e` mentions the variable `v` (a Var handle).
