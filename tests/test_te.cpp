@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 #include "ktune/ir/ir.h"
 #include "ktune/ir/printer.h"
 #include "ktune/support/error.h"
@@ -304,6 +306,10 @@ TEST_CASE("language: docs, values, inference, types, functions", "[te][language]
   CHECK(d.op("J").dtype == ir::Type::i32());
   CHECK(d.outputs().size() == 2);
   CHECK(d.op("Idx").dtype == ir::Type::i32());
+  CHECK(ir::Type::bf16() == parse_kernel("kernel k(N=2)\n  input A[N] : bf16\n  output B[i] = A[i]\n", "t.kt")
+                                .instantiate()
+                                .op("B")
+                                .dtype);
 
   // acc=f64 changes V, W and Z.
   ComputeDAG d64 = def.instantiate({}, {{"acc", "f64"}});
@@ -318,7 +324,9 @@ TEST_CASE("language: all element types parse", "[te][language]") {
     std::string src = std::string("kernel k(N=4, dtype=") + t +
                       ")\n  input A[N]\n  input B[N] : " + t + "\n  output C[i] = A[i] + B[i] * 2\n";
     ComputeDAG d = parse_kernel(src, "t.kt").instantiate();
-    CHECK(detail_type_name_ok(d.op("C").dtype, t));
+    CHECK(d.dtype == t);
+    CHECK(d.op("A").dtype == d.op("C").dtype);
+    CHECK(d.op("B").dtype == d.op("C").dtype);
   }
 }
 
@@ -344,6 +352,38 @@ TEST_CASE("language: constants fold and indices are i64", "[te][language]") {
   CHECK(n.op("A").shape == Shape{1 + 2});  // -7/2 = -4 -> 1; -7 % 3 = 2
 }
 
+TEST_CASE("language: continuation lines, literals, syntactic extent inference", "[te][language]") {
+  std::string src =
+      "kernel k(N=4, dtype=f16)\n"
+      "  input A[N]\n"
+      "  output B[i] =\n"
+      "      sum(j < N) A[i] *\n"
+      "                 A[j] + .5 + 1e-3 + 2.\n";
+  ComputeDAG d = parse_kernel(src, "t.kt").instantiate();
+  CHECK(d.op("B").shape == Shape{4});
+  CHECK(d.op("B").dtype == ir::Type::f16());
+  CHECK(d.op("B").reduce_axes.size() == 1);
+
+  // Only a lone axis name gives an extent: `i + 0` does not, whatever the constant.
+  CHECK_THAT(parse_error(kHead + "  output B[i] = A[i + 0]\n"),
+             StartsWith("t.kt:4:12: cannot infer the extent of axis 'i'"));
+  // The same definition with the extent written is fine.
+  CHECK_NOTHROW(parse_kernel(kHead + "  output B[i < N] = A[i + 0]\n", "t.kt"));
+  // Reads in select branches are not bounds-checked; the condition guards them.
+  CHECK_NOTHROW(parse_kernel(kHead + "  output B[i < N + 1] = select(i > 0, A[i - 1], 0)\n", "t.kt"));
+  // Clamped indices (min/max) are accepted.
+  CHECK_NOTHROW(parse_kernel(kHead + "  output B[i < N + 2] = A[max(min(i - 1, N - 1), 0)]\n", "t.kt"));
+}
+
+TEST_CASE("conv2d with pad=0 and with stride 2 and dilation 2", "[te][instantiate]") {
+  KernelDef def = shipped("conv2d");
+  ComputeDAG d = def.instantiate({{"pad", 0}});
+  CHECK(d.op("Ipad").shape == Shape{1, 64, 56, 56});
+  CHECK(d.op("O").shape == Shape{1, 64, 54, 54});
+  ComputeDAG e = def.instantiate({{"stride", 2}, {"dilation", 2}, {"pad", 2}});
+  CHECK(e.op("O").shape == Shape{1, 64, 28, 28});  // (56 + 4 - 4 - 1) / 2 + 1
+}
+
 // ---------------------------------------------------------------------------------------
 // Errors: message and position
 
@@ -363,12 +403,12 @@ TEST_CASE("errors: lexing and syntax", "[te][errors]") {
   CHECK_THAT(parse_error(kHead + "  output B[i] = A[i]\nkernel k2()\n"),
              StartsWith("t.kt:5:1: a second 'kernel'"));
   CHECK_THAT(parse_error(kHead + "  output B[i] = A[i] & A[i]\n"),
-             StartsWith("t.kt:4:20: unexpected character '&'; did you mean '&&'?"));
+             StartsWith("t.kt:4:22: unexpected character '&'; did you mean '&&'?"));
 }
 
 TEST_CASE("errors: names", "[te][errors]") {
   CHECK_THAT(parse_error(kHead + "  output B[i] = A[i] + Z\n"),
-             StartsWith("t.kt:4:22: unknown name 'Z'"));
+             StartsWith("t.kt:4:24: unknown name 'Z'"));
   CHECK_THAT(parse_error(kHead + "  input A[M]\n  output B[i] = A[i]\n"),
              StartsWith("t.kt:4:9: 'A' is already defined on line 2 (a tensor)"));
   CHECK_THAT(parse_error(kHead + "  output B[i] = T[i]\n  T[i] = A[i]\n"),
@@ -395,34 +435,32 @@ TEST_CASE("errors: indices and shapes", "[te][errors]") {
   CHECK_THAT(parse_error(kHead + "  output B[i, j] = X[i]\n"),
              StartsWith("t.kt:4:20: 'X' has 2 dimensions but is read with 1 index"));
   CHECK_THAT(parse_error(kHead + "  output B[i] = A[i * 1.5]\n"),
-             StartsWith("t.kt:4:19: index 0 of A ('i * 1.5') must be an integer, found a f32 value"));
+             StartsWith("t.kt:4:19: index 0 of A ('i * 1.5') must be an integer, found a value of type f32"));
   CHECK_THAT(parse_error(kHead + "  output B[i] = A[i * i]\n"),
              StartsWith("t.kt:4:19: index 0 of A ('i * i') is not affine"));
   CHECK_THAT(parse_error(kHead + "  output B[i] = X[i, i32(A[i])]\n"),
-             StartsWith("t.kt:4:22: index 1 of X ('i32(A[i])') must be an integer, found a i32 value")
-                 || StartsWith("t.kt:4:22: index 1 of X ('i32(A[i])') reads a tensor element"));
+             StartsWith("t.kt:4:22: index 1 of X ('i32(A[i])') reads a tensor element"));
   CHECK_THAT(parse_error(kHead + "  output B[i, h] = A[i]\n"),
-             StartsWith("t.kt:4:16: cannot infer the extent of axis 'h'; write 'h < EXTENT'"));
-  CHECK_THAT(parse_error(kHead + "  output B[i] = A[i] + X[0, i]\n"),
-             StartsWith("t.kt:4:30: conflicting extents for axis 'i': 4 (N) from dimension 0 of A, "
+             StartsWith("t.kt:4:15: cannot infer the extent of axis 'h'; write 'h < EXTENT'"));
+  CHECK_THAT(parse_error(kHead + "  output B[i] = A[i] + f32(X[0, i])\n"),
+             StartsWith("t.kt:4:33: conflicting extents for axis 'i': 4 (N) from dimension 0 of A, "
                         "but 8 (M) from dimension 1 of X"));
-  CHECK_THAT(parse_error(kHead + "  output B[i] = A[i + 1]\n"),
-             StartsWith("t.kt:4:19: out-of-bounds read: index 0 of A (i + 1) takes values 1..4, but "
+  CHECK_THAT(parse_error(kHead + "  output B[i < N] = A[i + 1]\n"),
+             StartsWith("t.kt:4:23: out-of-bounds read: index 0 of A (i + 1) takes values 1..4, but "
                         "dimension 0 of A has extent 4 (N) with N=4"));
   CHECK_THAT(parse_error(kHead + "  input Z[N - 4]\n  output B[i] = A[i]\n"),
              StartsWith("t.kt:4:11: k: shape of Z is [0]: dimension 0 (N - 4) is 0 with N=4; "
                         "every dimension must be positive"));
   CHECK_THAT(parse_error(kHead + "  output B[i < N - 5] = A[i]\n"),
-             StartsWith("t.kt:4:17: k: shape of B is [-1]: dimension 0 (N - 5) is -1 with N=4"));
+             StartsWith("t.kt:4:16: k: shape of B is [-1]: dimension 0 (N - 5) is -1 with N=4"));
   CHECK_THAT(parse_error(kHead + "  output B[i] = sum(r < 0) A[i]\n"),
-             StartsWith("t.kt:4:25: reduction axis 'r' of B has extent 0").
-                 || Contains("reduction axis r of B has extent 0"));
+             StartsWith("t.kt:4:25: k: reduction axis r of B has extent 0; every extent must be positive"));
   CHECK_THAT(parse_error(kHead + "  P = N / (M - 8)\n  output B[i] = A[i]\n"),
              StartsWith("t.kt:4:9: division by zero: the divisor is 0 with M=8"));
   CHECK_THAT(parse_error(kHead + "  input Z[2.5]\n  output B[i] = A[i]\n"),
              StartsWith("t.kt:4:11: a dimension must be an integer, found '2.5'"));
   CHECK_THAT(parse_error(kHead + "  output B[i < A[0]] = A[i]\n"),
-             StartsWith("t.kt:4:17: tensor 'A' cannot be read here"));
+             StartsWith("t.kt:4:16: tensor 'A' cannot be read here"));
 }
 
 TEST_CASE("errors: types and reductions", "[te][errors]") {

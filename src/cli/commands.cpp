@@ -56,6 +56,16 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
   target::Target t = target::resolve_target(f.target);
   KT_USER_CHECK(t.kind == target::TargetKind::CPU, "target '", t.name, "' is a ", target::kind_name(t.kind),
                 " GPU target; this ktune build generates code for CPU targets only (try --target=host)");
+  if (t.name != "host") {
+    // A named CPU target is measured on this machine: it must be able to run its code.
+    const target::Target host = target::host_target();
+    const auto arch = [](const std::string& triple) { return triple.substr(0, triple.find('-')); };
+    KT_USER_CHECK(arch(t.triple) == arch(host.triple), "target '", t.name, "' is ", arch(t.triple),
+                  " but this machine is ", arch(host.triple), "; ktune measures on the machine it runs on");
+    for (const auto& feat : t.features)
+      KT_USER_CHECK(host.has_feature(feat), "target '", t.name, "' needs the CPU feature '", feat,
+                    "', which this machine lacks");
+  }
   auto dag = std::make_shared<const te::ComputeDAG>(def.instantiate(ints, types));
   search::TuneOptions opt;
   opt.budget = f.budget;
@@ -64,10 +74,13 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
   opt.log_path = f.log.empty() ? def.name + ".jsonl" : f.log;
 
   const bool tty = isatty(STDERR_FILENO);
+  // On a terminal: one line updated in place. Otherwise (CI logs): a line every tenth of
+  // the budget, unless --json asked for a quiet stderr.
+  const int every = std::max(1, f.budget / 10);
   auto progress = [&](const search::TuneProgress& p) {
-    if (!tty) return;
-    std::fprintf(stderr, "\r[%d/%d] valid %d, errors %d, best %.4f ms (%.1f GFLOP/s), %.1f s   ", p.trial, p.budget,
-                 p.valid, p.errors, p.best_ms, p.best_gflops, p.elapsed_s);
+    if (!tty && (f.json_out || (p.trial % every != 0 && p.trial != p.budget))) return;
+    std::fprintf(stderr, "%s[%d/%d] valid %d, errors %d, best %.4f ms (%.1f GFLOP/s), %.1f s%s", tty ? "\r" : "",
+                 p.trial, p.budget, p.valid, p.errors, p.best_ms, p.best_gflops, p.elapsed_s, tty ? "   " : "\n");
     std::fflush(stderr);
   };
   if (!f.json_out)
@@ -210,10 +223,15 @@ int run_cli(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+  } catch (const CLI::ExtrasError& e) {
+    std::string cmd;
+    for (auto& [c, def] : kernel_cmds)
+      if (c->parsed()) cmd = def->name;
+    throw UserError(detail::concat(e.what(), cmd.empty() ? "" : " (unknown parameter or flag for " + cmd +
+                                                                     "; see 'ktune " + cmd + " --help')"));
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);
-    std::string msg = e.what();
-    throw UserError(msg);
+    throw UserError(e.what());
   }
   if (debug_level_flag >= 0) set_debug_level(debug_level_flag);
 

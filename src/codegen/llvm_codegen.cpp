@@ -269,7 +269,10 @@ class CodeGenLLVM {
         llvm::Value* c = emit(op->cond);
         llvm::Value *t = emit(op->true_value), *f = emit(op->false_value);
         match_lanes(t, f);
-        if (c->getType()->isVectorTy()) match_lanes(c, t);
+        if (auto* cv = llvm::dyn_cast<llvm::FixedVectorType>(c->getType())) {
+          t = splat(t, int(cv->getNumElements()));
+          f = splat(f, int(cv->getNumElements()));
+        }
         return b_.CreateSelect(c, t, f);
       }
       case ir::ExprKind::Load:

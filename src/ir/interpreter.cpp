@@ -45,7 +45,7 @@ struct ENode {
   const ENode* a = nullptr;
   const ENode* b = nullptr;
   const ENode* c = nullptr;
-  int slot = -1;          // variable slot (Var) or buffer slot (Load)
+  int slot = -1;          // offset in the variable values (Var) or buffer slot (Load)
   int64_t ival = 0;
   double fval = 0;
   Intrinsic func = Intrinsic::Exp;
@@ -160,7 +160,7 @@ class Interpreter {
       case ExprKind::Var: {
         auto it = var_slots_.find(e.get());
         KT_CHECK(it != var_slots_.end(), "interpreter: unbound variable ", e.as<Var>()->name);
-        n.slot = it->second;
+        n.slot = var_offset_[it->second];
         break;
       }
       case ExprKind::Cast: n.a = compile(e.as<Cast>()->value); break;
@@ -422,7 +422,7 @@ class Interpreter {
     switch (n->kind) {
       case ExprKind::IntImm: out[0].i = n->ival; return out;
       case ExprKind::FloatImm: out[0].f = n->fval; return out;
-      case ExprKind::Var: return &vars_[var_offset_[n->slot]];
+      case ExprKind::Var: return &vars_[n->slot];
       case ExprKind::Cast: {
         const Lane* a = eval(n->a);
         bool from_float = n->a->is_float;

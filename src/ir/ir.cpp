@@ -327,7 +327,8 @@ Stmt Store::make(Buffer b, Expr value, Expr index) {
   if (value.type().element_of() != b->dtype) {
     // Constants are converted to the buffer's type; anything else needs an explicit cast.
     if (const IntImm* imm = value.as<IntImm>()) {
-      value = make_const(b->dtype, double(imm->value));
+      value = b->dtype.is_float() ? make_const(b->dtype, double(imm->value))
+                                  : IntImm::make(b->dtype, imm->value);
     } else if (const FloatImm* f = value.as<FloatImm>()) {
       value = make_const(b->dtype, f->value);
     }

@@ -115,7 +115,8 @@ Expr operator-(Expr a) {
   KT_CHECK(a.defined(), "negation of an undefined expression");
   if (const IntImm* i = a.as<IntImm>()) return IntImm::make(i->type, -i->value);
   if (const FloatImm* f = a.as<FloatImm>()) return FloatImm::make(f->type, -f->value);
-  return Sub::make(make_zero(a.type()), std::move(a));
+  Expr zero = make_zero(a.type());
+  return Sub::make(std::move(zero), std::move(a));
 }
 
 Expr make_const(Type t, double v) {

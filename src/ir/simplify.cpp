@@ -390,11 +390,13 @@ Expr bool_const(bool v, int lanes) { return make_const(Type::boolean(lanes), v ?
 
 class Simplifier : public IRMutator {
  public:
-  explicit Simplifier(const BoundsMap& b) : bounds_(b) {}
+  // Expression mode reads the caller's bounds in place; statement mode (which learns
+  // bounds from loops and conditions) owns its map.
+  explicit Simplifier(const BoundsMap* external) : view_(external ? external : &own_) {}
 
   using IRMutator::mutate;
 
-  std::optional<IntBounds> bounds_of(const Expr& e) { return bounds_rec(e, bounds_); }
+  std::optional<IntBounds> bounds_of(const Expr& e) { return bounds_rec(e, *view_); }
 
   // ---- expressions ----------------------------------------------------------------
 
@@ -440,7 +442,7 @@ class Simplifier : public IRMutator {
       if (auto r = ramp_div_mod(a, c, /*is_div=*/true)) return *r;
     }
     auto x = int_value(a), y = int_value(b);
-    if (x && y && *y != 0) return make_const(t, double(floor_div(*x, *y)));
+    if (x && y && *y != 0) return IntImm::make(t, floor_div(*x, *y));
     return rebuilt<Div>(self, op, a, b);
   }
 
@@ -625,10 +627,10 @@ class Simplifier : public IRMutator {
   class ScopedBound {
    public:
     ScopedBound(Simplifier* s, const ExprNode* v, std::optional<IntBounds> b) : s_(s), v_(v) {
-      auto it = s->bounds_.find(v);
-      if (it != s->bounds_.end()) old_ = it->second;
-      if (b) s->bounds_[v] = *b;
-      else s->bounds_.erase(v);
+      auto it = s->own_.find(v);
+      if (it != s->own_.end()) old_ = it->second;
+      if (b) s->own_[v] = *b;
+      else s->own_.erase(v);
     }
     ~ScopedBound() { s_->restore(v_, old_); }
 
@@ -639,8 +641,8 @@ class Simplifier : public IRMutator {
   };
 
   void restore(const ExprNode* v, const std::optional<IntBounds>& b) {
-    if (b) bounds_[v] = *b;
-    else bounds_.erase(v);
+    if (b) own_[v] = *b;
+    else own_.erase(v);
   }
 
   static Stmt no_op() { return Block::make({}); }
@@ -703,9 +705,9 @@ class Simplifier : public IRMutator {
     if (!yb) return;
     i128 lo, hi;
     int_range(x.type(), &lo, &hi);
-    auto it = bounds_.find(x.get());
+    auto it = own_.find(x.get());
     std::optional<IntBounds> old;
-    if (it != bounds_.end()) {
+    if (it != own_.end()) {
       old = it->second;
       lo = old->min;
       hi = old->max;
@@ -723,7 +725,7 @@ class Simplifier : public IRMutator {
     }
     if (lo > hi) return;  // the branch is dead; keep the old facts, they are still true
     saved.emplace_back(x.get(), old);
-    bounds_[x.get()] = IntBounds{int64_t(lo), int64_t(hi)};
+    own_[x.get()] = IntBounds{int64_t(lo), int64_t(hi)};
   }
 
   // Returns self when `r` is structurally the node it replaces.
@@ -860,7 +862,7 @@ class Simplifier : public IRMutator {
         return IntImm::make(t, floor_div(ab->min, c));
       return Div::make(a, IntImm::make(t, c));
     }
-    q.add_term(Div::make(rem, IntImm::make(t, c)), 1);
+    q.add_term(div_by_const(rem, c), 1);  // rem has no part divisible by c: no loop
     return rebuild(q, t);
   }
 
@@ -898,7 +900,7 @@ class Simplifier : public IRMutator {
       return rebuild(r, t);
     }
     if (!dropped) return Mod::make(a, IntImm::make(t, c));
-    return Mod::make(rem, IntImm::make(t, c));
+    return mod_by_const(rem, c);  // rem has nothing left to drop: no loop
   }
 
   // ramp(b, s, n) / c and ramp(b, s, n) % c for an index ramp, when the lanes stay in one
@@ -1032,19 +1034,20 @@ class Simplifier : public IRMutator {
     return std::nullopt;
   }
 
-  BoundsMap bounds_;
+  BoundsMap own_;
+  const BoundsMap* view_;
 };
 
 }  // namespace
 
 Expr simplify(const Expr& e, const BoundsMap& bounds) {
   if (!e.defined()) return e;
-  return Simplifier(bounds).mutate(e);
+  return Simplifier(&bounds).mutate(e);
 }
 
 Stmt simplify(const Stmt& s) {
   if (!s.defined()) return s;
-  return Simplifier(BoundsMap{}).mutate(s);
+  return Simplifier(nullptr).mutate(s);
 }
 
 std::optional<IntBounds> const_bounds(const Expr& e, const BoundsMap& bounds) {

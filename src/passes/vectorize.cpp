@@ -127,9 +127,15 @@ class LegalityCheck {
       }
       case ir::StmtKind::Evaluate:
         return scan(s.as<ir::Evaluate>()->value);
+      case ir::StmtKind::IfThenElse: {
+        // Only a condition that is the same in every lane: the branches are then vectorized
+        // on their own, under a scalar test.
+        const auto* op = s.as<ir::IfThenElse>();
+        if (!scan(op->cond) || ir::uses_var(ir::substitute(op->cond, lets_), var_)) return false;
+        return walk(op->then_case) && (!op->else_case.defined() || walk(op->else_case));
+      }
       case ir::StmtKind::For:
       case ir::StmtKind::Allocate:
-      case ir::StmtKind::IfThenElse:
       case ir::StmtKind::Barrier:
         return false;
     }

@@ -131,7 +131,12 @@ CpuRunner::CpuRunner(target::Target t, int threads) : impl_(std::make_unique<Imp
   jtmb.setCPU(codegen::cpu_name_for_codegen(tg));
   for (const auto& f : tg.features) jtmb.getFeatures().AddFeature(f, true);
   jtmb.setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
-  auto jit = orc::LLJITBuilder().setJITTargetMachineBuilder(std::move(jtmb)).create();
+  // Concurrent compilation: compile() may be called from several threads at once (each
+  // materialization gets its own TargetMachine).
+  auto jit = orc::LLJITBuilder()
+                 .setJITTargetMachineBuilder(std::move(jtmb))
+                 .setSupportConcurrentCompilation(true)
+                 .create();
   if (!jit) {
     throw UserError("cannot create the JIT for target " + tg.name + ": " +
                     llvm::toString(jit.takeError()));

@@ -105,10 +105,12 @@ class ThreadPool {
     for (int i = 0;; ++i) {
       uint32_t p = pending_.load(std::memory_order_acquire);
       if (p == 0) return;
-      if ((i & 63) == 63 && std::chrono::steady_clock::now() > spin_until) {
+      if ((i & 63) != 63) {
+        KTUNE_PAUSE();
+      } else if (std::chrono::steady_clock::now() > spin_until) {
         pending_.wait(p, std::memory_order_acquire);
       } else {
-        KTUNE_PAUSE();
+        std::this_thread::yield();  // let a descheduled worker run on a busy machine
       }
     }
   }
@@ -121,10 +123,12 @@ class ThreadPool {
         auto spin_until = std::chrono::steady_clock::now() + kSpin;
         int i = 0;
         while ((g = generation_.load(std::memory_order_acquire)) == seen) {
-          if ((++i & 63) == 0 && std::chrono::steady_clock::now() > spin_until) {
+          if ((++i & 63) != 0) {
+            KTUNE_PAUSE();
+          } else if (std::chrono::steady_clock::now() > spin_until) {
             generation_.wait(seen, std::memory_order_acquire);
           } else {
-            KTUNE_PAUSE();
+            std::this_thread::yield();
           }
         }
       }

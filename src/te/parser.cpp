@@ -427,6 +427,7 @@ struct ReadSite {
   std::vector<Loc> index_locs;
   std::vector<std::string> index_texts;
   std::vector<std::set<int>> index_params;
+  std::vector<bool> plain;  // the index is written as a lone axis name
   bool guarded = false;  // inside a branch of select(): may be out of range when not taken
 };
 
@@ -880,6 +881,11 @@ class Parser {
     return parts.empty() ? "" : " with " + join(parts, ", ", [](const std::string& s) { return s; });
   }
 
+  // " (H + 2*pad)": how a dimension was written, unless it is just the number.
+  static std::string spelled(const Dim& d) {
+    return d.text == std::to_string(d.value) ? std::string() : " (" + d.text + ")";
+  }
+
   void check_shape(const std::string& tensor, const std::vector<Dim>& dims) const {
     for (size_t d = 0; d < dims.size(); ++d) {
       if (dims[d].value > 0) continue;
@@ -887,7 +893,7 @@ class Parser {
       shape += join(dims, ", ", [](const Dim& x) { return std::to_string(x.value); });
       shape += "]";
       fail(dims[d].loc, ktune::detail::concat(def_.name, ": shape of ", tensor, " is ", shape, ": dimension ", d,
-                                              " (", dims[d].text, ") is ", dims[d].value,
+                                              spelled(dims[d]), " is ", dims[d].value,
                                               with_params(dims[d].params),
                                               "; every dimension must be positive"));
     }
@@ -938,7 +944,7 @@ class Parser {
       const Dim& d = *a.extent;
       if (d.value <= 0)
         fail(d.loc, ktune::detail::concat(def_.name, ": reduction axis ", a.name, " of ", name.text,
-                                          " has extent ", d.value, " (", d.text, ")", with_params(d.params),
+                                          " has extent ", d.value, spelled(d), with_params(d.params),
                                           "; every extent must be positive"));
     }
     check_bounds(axes, raxes);
@@ -1015,7 +1021,7 @@ class Parser {
       size_t from_dim = 0;
       for (const ReadSite& r : reads_) {
         for (size_t d = 0; d < r.indices.size(); ++d) {
-          if (!r.indices[d].same_as(a.var)) continue;
+          if (!r.plain[d] || !r.indices[d].same_as(a.var)) continue;
           const Dim& dim = dims_.at(r.tensor)[d];
           if (!from) {
             from = &r;
@@ -1262,7 +1268,7 @@ class Parser {
     site.tensor = t.text;
     site.guarded = select_depth_ > 0;
     do {
-      size_t begin = cur().begin;
+      size_t begin = cur().begin, start = pos_;
       Loc loc = cur().loc;
       Val v = expr();
       std::string text = text_since(begin);
@@ -1271,6 +1277,7 @@ class Parser {
       site.index_locs.push_back(loc);
       site.index_texts.push_back(text);
       site.index_params.push_back(v.params);
+      site.plain.push_back(pos_ == start + 1 && toks_[start].kind == Tok::Ident);
     } while (accept(Tok::Comma));
     expect(Tok::RBracket, "',' or ']' after the indices of " + t.text);
     if (site.indices.size() != dims.size())
@@ -1292,13 +1299,16 @@ class Parser {
     if (v.k == Val::K::Float) fail(loc, which + " must be an integer, found a floating-point number");
     ir::Type t = v.e.type();
     if (t.is_bool()) fail(loc, which + " must be an integer, found a condition");
-    if (t.is_float()) fail(loc, which + " must be an integer, found a " + element_type_name(t) + " value");
+    if (t.is_float()) fail(loc, which + " must be an integer, found a value of type " + element_type_name(t));
     bool reads_tensor = false;
     ir::post_order_visit(v.e, [&](const ir::Expr& x) {
       reads_tensor |= x.kind() == ir::ExprKind::TensorRead;
     });
-    if (reads_tensor || t != ir::Type::i64())
+    if (reads_tensor)
       fail(loc, which + " reads a tensor element; indices are computed from axes and parameters only");
+    if (t != ir::Type::i64())
+      fail(loc, which + " has type " + element_type_name(t) +
+                    "; indices are computed from axes and parameters only, without conversions");
     std::string why = non_affine_reason(v.e);
     if (!why.empty())
       fail(loc, which + " is not affine: " + why +
@@ -1522,7 +1532,20 @@ class Parser {
     bool is_float = a.k == Val::K::Float || b.k == Val::K::Float ||
                     (!a.is_const() && a.e.type().is_float()) || (!b.is_const() && b.e.type().is_float());
     if (op == BinOp::Mod && is_float) fail(at, "'%' needs integer operands");
+    if ((op == BinOp::Div || op == BinOp::Mod) &&
+        ((b.k == Val::K::Int && b.i == 0) || (b.k == Val::K::Float && b.f == 0)))
+      fail(at, "division by zero: the divisor is 0" + with_params(b.params));
     if (!is_comparison(op) && a.is_const() && b.is_const()) return fold(op, a, b, at);
+    // Integer identities (index arithmetic with parameters like stride=1 or pad=0).
+    auto is_int_const = [](const Val& v, int64_t c) { return v.k == Val::K::Int && v.i == c; };
+    auto int_expr = [](const Val& v) { return !v.is_const() && v.e.type().is_int(); };
+    if (int_expr(a) && ((op == BinOp::Add || op == BinOp::Sub) && is_int_const(b, 0))) return a;
+    if (int_expr(a) && ((op == BinOp::Mul || op == BinOp::Div) && is_int_const(b, 1))) return a;
+    if (int_expr(b) && ((op == BinOp::Add && is_int_const(a, 0)) || (op == BinOp::Mul && is_int_const(a, 1)))) {
+      Val r2 = b;
+      r2.loc = a.loc;
+      return r2;
+    }
     ir::Expr ea, eb;
     unify(a, b, sp, at, &ea, &eb);
     switch (op) {

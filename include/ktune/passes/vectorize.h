@@ -10,7 +10,8 @@ namespace ktune::passes {
 // meet vectors, and Load/Store take vector indices (a Ramp of stride 1 is contiguous).
 //
 // A loop is vectorized when its extent L is a constant with 2 <= L <= 4 * max_lanes, its
-// body is straight-line (Store, LetStmt, Block, Evaluate only) and executing all iterations
+// body is straight-line (Store, LetStmt, Block, Evaluate, and IfThenElse whose condition does
+// not depend on the loop variable; no loops or allocations) and executing all iterations
 // lane by lane gives the serial result: every buffer that is stored in the body is accessed
 // at one index only, and that index moves with the loop variable by a constant non-zero
 // stride. (A store whose index does not depend on the loop variable while its value does is

@@ -54,7 +54,8 @@ class CpuRunner {
   const target::Target& target() const;
   int threads() const;
 
-  // Compiles `f`. Throws InvalidCandidate with the LLVM message on a compile error.
+  // Compiles `f` (after codegen::prepare_for_codegen). Throws InvalidCandidate with the LLVM
+  // message on a compile error. May be called from several threads at once.
   std::unique_ptr<CompiledKernel> compile(const ir::LoweredFunc& f);
 
  private:
