@@ -2,17 +2,18 @@
 //
 // Kernels are built by hand with the IR builders, compiled with CpuRunner (1 and 2 threads)
 // and compared with the IR interpreter on the same random inputs.
-#include <catch2/catch.hpp>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
-#include <iostream>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <regex>
 #include <thread>
-#include <unistd.h>
 
 #include "ktune/codegen/codegen.h"
 #include "ktune/ir/interpreter.h"
@@ -122,14 +123,15 @@ LoweredFunc row_max(int64_t M, int64_t J, bool vectorize_j) {
   Expr i = i64v("i"), j = i64v("j");
   Stmt body = For::make(
       i, 0, M, ForKind::Parallel,
-      Allocate::make(acc, Block::make({
-                              Store::make(acc, type_min(Type::f32()), Expr(0)),
-                              For::make(j, 0, J, vectorize_j ? ForKind::Vectorized : ForKind::Serial,
-                                        Store::make(acc, max(Load::make(acc, Expr(0)),
-                                                             Load::make(a, i * J + j)),
-                                                    Expr(0))),
-                              Store::make(out, Load::make(acc, Expr(0)), i),
-                          })));
+      Allocate::make(
+          acc,
+          Block::make({
+              Store::make(acc, type_min(Type::f32()), Expr(0)),
+              For::make(j, 0, J, vectorize_j ? ForKind::Vectorized : ForKind::Serial,
+                        Store::make(acc, max(Load::make(acc, Expr(0)), Load::make(a, i * J + j)),
+                                    Expr(0))),
+              Store::make(out, Load::make(acc, Expr(0)), i),
+          })));
   return {"row_max", {a, out}, body};
 }
 
@@ -260,8 +262,8 @@ TEST_CASE("passes: vectorize_loops", "[passes]") {
   // A loop-carried dependence (A[i+1] = A[i] + 1) stays serial.
   Buffer a = make_buffer("A", Type::f32(), {16});
   Expr i = i64v("i");
-  Stmt carried = For::make(i, 0, 8, ForKind::Vectorized,
-                           Store::make(a, Load::make(a, i) + Expr(1.0), i + 1));
+  Stmt carried =
+      For::make(i, 0, 8, ForKind::Vectorized, Store::make(a, Load::make(a, i) + Expr(1.0), i + 1));
   Stmt c = passes::vectorize_loops(carried, 8);
   CHECK(contains_for_kind(c, ForKind::Serial));
 }
@@ -305,7 +307,8 @@ TEST_CASE("codegen: select, intrinsics, min/max, casts", "[codegen]") {
              Call::make(Intrinsic::Tanh, {y}) + Call::make(Intrinsic::Sigmoid, {x}) +
              Call::make(Intrinsic::Log, {Call::make(Intrinsic::Abs, {x}) + Expr(1.0)});
     Expr z = Load::make(d, i);
-    Expr v64 = Call::make(Intrinsic::Exp, {z}) * cast(Type::f64(), x) + max(z, cast(Type::f64(), y));
+    Expr v64 =
+        Call::make(Intrinsic::Exp, {z}) * cast(Type::f64(), x) + max(z, cast(Type::f64(), y));
     Stmt body = Block::make({Store::make(out, v, i), Store::make(out64, v64, i),
                              Store::make(flags, x < y && !(z > 0.5), i)});
     Stmt s = For::make(io, 0, n / 16, ForKind::Serial, For::make(ii, 0, 16, kind, body));
@@ -314,12 +317,73 @@ TEST_CASE("codegen: select, intrinsics, min/max, casts", "[codegen]") {
   }
 }
 
+TEST_CASE("codegen: f32 exp, tanh and sigmoid are accurate", "[codegen]") {
+  const int64_t n = 4096;
+  Buffer x = make_buffer("x", Type::f32(), {n});
+  Buffer e = make_buffer("e", Type::f32(), {n});
+  Buffer t = make_buffer("t", Type::f32(), {n});
+  Buffer s = make_buffer("s", Type::f32(), {n});
+  runtime::HostBuffer hx(Type::f32(), {n}), he(Type::f32(), {n}), ht(Type::f32(), {n}),
+      hs(Type::f32(), {n});
+  auto* xs = static_cast<float*>(hx.data());
+  for (int64_t i = 0; i < n; ++i) xs[i] = -110.0f + 220.0f * float(i) / float(n);
+  for (int64_t i = 0; i < 64; ++i) xs[i * 64 + 1] = float(i - 32) * 1e-5f;  // tiny values
+  xs[3] = INFINITY;
+  xs[5] = -INFINITY;
+  xs[7] = NAN;
+  xs[9] = 88.7f;
+  xs[11] = -87.5f;
+  xs[13] = -0.0f;
+  for (ForKind kind : {ForKind::Serial, ForKind::Vectorized}) {
+    Expr io = i64v("io"), ii = i64v("ii");
+    Expr i = io * 16 + ii;
+    Expr v = Load::make(x, i);
+    Stmt body = Block::make({Store::make(e, Call::make(Intrinsic::Exp, {v}), i),
+                             Store::make(t, Call::make(Intrinsic::Tanh, {v}), i),
+                             Store::make(s, Call::make(Intrinsic::Sigmoid, {v}), i)});
+    LoweredFunc f{"transcendental",
+                  {x, e, t, s},
+                  For::make(io, 0, n / 16, ForKind::Serial, For::make(ii, 0, 16, kind, body))};
+    runtime::CpuRunner runner(target::host_target(), 1);
+    auto k = runner.compile(f);
+    k->run({hx.data(), he.data(), ht.data(), hs.data()});
+    double max_exp = 0, max_tanh = 0, max_sig = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      double xv = xs[i];
+      double want_e = std::exp(double(xv)), want_t = std::tanh(xv),
+             want_s = 1.0 / (1.0 + std::exp(-xv));
+      if (std::isnan(xv)) {
+        CHECK(std::isnan(he.get(i)));
+        CHECK(std::isnan(ht.get(i)));
+        continue;
+      }
+      INFO("x = " << xv);
+      if (want_e > 3.4028234e38) {
+        CHECK(std::isinf(he.get(i)));
+      } else if (want_e > 1.2e-38) {  // normal range: relative error
+        max_exp = std::max(max_exp, std::abs(he.get(i) - want_e) / want_e);
+      } else {
+        CHECK(std::abs(he.get(i) - want_e) < 1.5e-45);
+      }
+      max_tanh =
+          std::max(max_tanh, std::abs(ht.get(i) - want_t) / std::max(std::abs(want_t), 1e-30));
+      max_sig = std::max(max_sig, std::abs(hs.get(i) - want_s) / std::max(want_s, 1e-30));
+    }
+    INFO("max relative errors: exp " << max_exp << ", tanh " << max_tanh << ", sigmoid "
+                                     << max_sig);
+    CHECK(max_exp < 2.5e-7);  // measured 7.4e-8 (under 1 ulp)
+    CHECK(max_tanh < 1e-6);   // measured 2.4e-7
+    CHECK(max_sig < 1e-6);    // measured 1.1e-7
+  }
+}
+
 TEST_CASE("codegen: integer floor division and modulo", "[codegen]") {
   const int64_t n = 32;
   Buffer a = make_buffer("A", Type::i32(), {n});
   Buffer b = make_buffer("B", Type::i32(), {n});
   std::vector<Buffer> outs;
-  for (int k = 0; k < 6; ++k) outs.push_back(make_buffer("out" + std::to_string(k), Type::i32(), {n}));
+  for (int k = 0; k < 6; ++k)
+    outs.push_back(make_buffer("out" + std::to_string(k), Type::i32(), {n}));
   Buffer q = make_buffer("q", Type::i64(), {n});
   Buffer r = make_buffer("r", Type::i64(), {n});
   for (ForKind kind : {ForKind::Serial, ForKind::Vectorized}) {
@@ -358,11 +422,12 @@ TEST_CASE("codegen: strided, reversed and computed vector indices", "[codegen]")
   Expr i = i64v("i");
   Stmt body = For::make(
       i, 0, 16, ForKind::Vectorized,
-      Block::make({Store::make(c,
-                               select(Load::make(m, i), Load::make(a, i * 3), Load::make(a, i / 2)) -
-                                   Load::make(b, 15 - i),
-                               i * 2 + 1),
-                   Store::make(d, (i * 7) % 5 + cast(Type::i64(), Load::make(m, 15 - i)), i)}));
+      Block::make(
+          {Store::make(c,
+                       select(Load::make(m, i), Load::make(a, i * 3), Load::make(a, i / 2)) -
+                           Load::make(b, 15 - i),
+                       i * 2 + 1),
+           Store::make(d, (i * 7) % 5 + cast(Type::i64(), Load::make(m, 15 - i)), i)}));
   LoweredFunc f{"strided", {a, b, m, c, d}, body};
   Stmt prepared = codegen::prepare_for_codegen(f, target::host_target()).body;
   CHECK(!contains_for_kind(prepared, ForKind::Serial));
@@ -442,7 +507,8 @@ TEST_CASE("codegen: invalid candidates", "[codegen]") {
   auto host = target::host_target();
   Buffer h = make_buffer("H", Type::f16(), {16});
   Expr i = i64v("i");
-  LoweredFunc f16{"half", {h}, For::make(i, 0, 16, ForKind::Serial, Store::make(h, Load::make(h, i), i))};
+  LoweredFunc f16{
+      "half", {h}, For::make(i, 0, 16, ForKind::Serial, Store::make(h, Load::make(h, i), i))};
   try {
     codegen::emit_llvm_ir(f16, host);
     FAIL("expected InvalidCandidate");
@@ -451,7 +517,8 @@ TEST_CASE("codegen: invalid candidates", "[codegen]") {
           std::string::npos);
   }
   Buffer c = make_buffer("C", Type::f32(), {16});
-  LoweredFunc gpu{"gpu", {c}, For::make(i, 0, 16, ForKind::ThreadIdxX, Store::make(c, Expr(1.0), i))};
+  LoweredFunc gpu{
+      "gpu", {c}, For::make(i, 0, 16, ForKind::ThreadIdxX, Store::make(c, Expr(1.0), i))};
   runtime::CpuRunner runner(host, 1);
   try {
     runner.compile(gpu);
@@ -480,6 +547,26 @@ TEST_CASE("runtime: the JIT frees the code of destroyed kernels", "[runtime]") {
   INFO("RSS before " << before << " KiB, after " << after << " KiB");
   CHECK(after - before < 16 * 1024);
   CHECK(c.get(5) == Approx(a.get(5) + b.get(5)));
+}
+
+TEST_CASE("runtime: named CPU targets", "[runtime]") {
+  auto avx2 = target::resolve_target("x86-avx2");
+  auto host = target::host_target();
+  bool runnable = host.triple.rfind("x86_64", 0) == 0 &&
+                  std::all_of(avx2.features.begin(), avx2.features.end(),
+                              [&](const std::string& f) { return host.has_feature(f); });
+  if (!runnable) {
+    CHECK_THROWS_AS(runtime::CpuRunner(avx2, 1), UserError);
+    return;
+  }
+  runtime::CpuRunner runner(avx2, 2);
+  runtime::HostBuffer a(Type::f32(), {67}), b(Type::f32(), {67}), c(Type::f32(), {67});
+  a.fill_random(1);
+  b.fill_random(2);
+  runner.compile(vector_add(67))->run({a.data(), b.data(), c.data()});
+  for (int64_t i = 0; i < 67; ++i) CHECK(c.get(i) == float(a.get(i) + b.get(i)));
+  CHECK_THROWS_AS(runtime::CpuRunner(target::resolve_target("a64fx"), 1), UserError);
+  CHECK_THROWS_AS(runtime::CpuRunner(target::resolve_target("a100"), 1), UserError);
 }
 
 TEST_CASE("runtime: concurrent compiles", "[runtime]") {
@@ -553,10 +640,8 @@ TEST_CASE("runtime: thread pool", "[runtime]") {
         [](void* p, int64_t b, int64_t e) {
           for (int64_t i = b; i < e; ++i) {
             ktune_parallel_for(
-                [](void* q, int64_t b2, int64_t e2) {
-                  static_cast<Acc*>(q)->sum += e2 - b2;
-                },
-                p, 10);
+                [](void* q, int64_t b2, int64_t e2) { static_cast<Acc*>(q)->sum += e2 - b2; }, p,
+                10);
           }
         },
         &acc, 8);
@@ -600,8 +685,6 @@ TEST_CASE("runtime: buffers", "[runtime]") {
   CHECK(runtime::parse_error_class("compile-timeout") == runtime::ErrorClass::CompileTimeout);
   CHECK_THROWS_AS(runtime::parse_error_class("bogus"), UserError);
 }
-
-
 
 // ---------------------------------------------------------------------------------------
 // Differential test: random expressions under random loop kinds, against the interpreter.
@@ -687,37 +770,37 @@ TEST_CASE("codegen: random kernels under random loop kinds", "[codegen]") {
     Stmt body;
     switch (r.pick(3)) {
       case 0:  // elementwise
-        body = For::make(i, 0, 16, ko,
-                         For::make(j, 0, 16, ki, Store::make(c, random_expr(r, {a, b}, i, j, 3),
-                                                             i * 16 + j)));
+        body = For::make(
+            i, 0, 16, ko,
+            For::make(j, 0, 16, ki, Store::make(c, random_expr(r, {a, b}, i, j, 3), i * 16 + j)));
         break;
       case 1: {  // accumulate over k into a local array, then copy out
         Expr v = random_expr(r, {a, b}, k, j, 2);
         body = For::make(
             i, 0, 16, ko,
             Allocate::make(
-                acc, Block::make(
-                         {For::make(j, 0, 16, ki, Store::make(acc, Expr(0.0), j)),
-                          For::make(k, 0, 4, inner_kinds[r.pick(3)],
-                                    For::make(j, 0, 16, ki,
-                                              Store::make(acc,
-                                                          Load::make(acc, j) +
-                                                              v * Load::make(a, i * 16 + k),
-                                                          j))),
-                          For::make(j, 0, 16, ki,
-                                    Store::make(c, Load::make(acc, j), i * 16 + j))})));
+                acc,
+                Block::make(
+                    {For::make(j, 0, 16, ki, Store::make(acc, Expr(0.0), j)),
+                     For::make(
+                         k, 0, 4, inner_kinds[r.pick(3)],
+                         For::make(
+                             j, 0, 16, ki,
+                             Store::make(acc, Load::make(acc, j) + v * Load::make(a, i * 16 + k),
+                                         j))),
+                     For::make(j, 0, 16, ki, Store::make(c, Load::make(acc, j), i * 16 + j))})));
         break;
       }
       default:  // reduce over the inner variable into one element
         body = Block::make(
             {For::make(k, 16, 240, ForKind::Serial, Store::make(c, Expr(1.0), k)),
-             For::make(i, 0, 16, ko,
-                       Block::make({Store::make(c, Expr(0.0), i),
-                                    For::make(j, 0, 16, ki,
-                                              Store::make(c,
-                                                          Load::make(c, i) +
-                                                              random_expr(r, {a, b}, i, j, 3),
-                                                          i))}))});
+             For::make(
+                 i, 0, 16, ko,
+                 Block::make(
+                     {Store::make(c, Expr(0.0), i),
+                      For::make(j, 0, 16, ki,
+                                Store::make(c, Load::make(c, i) + random_expr(r, {a, b}, i, j, 3),
+                                            i))}))});
         break;
     }
     LoweredFunc f{"random" + std::to_string(trial), {a, b, c}, body};

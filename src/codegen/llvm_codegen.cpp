@@ -33,6 +33,7 @@
 #include <llvm/Target/TargetOptions.h>
 #include <llvm/TargetParser/Triple.h>
 
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -161,8 +162,8 @@ class CodeGenLLVM {
       case ir::TypeCode::BFloat:
         break;
     }
-    throw InvalidCandidate(detail::concat("dtype ", t.to_string(),
-                                          " is not supported by the CPU code generator yet"));
+    throw InvalidCandidate(
+        detail::concat("dtype ", t.to_string(), " is not supported by the CPU code generator yet"));
   }
   llvm::Type* llvm_type(ir::Type t) {
     llvm::Type* s = scalar_type(t);
@@ -185,9 +186,12 @@ class CodeGenLLVM {
     };
     int la = lanes(a), lb = lanes(b);
     if (la == lb) return;
-    if (la == 1) a = splat(a, lb);
-    else if (lb == 1) b = splat(b, la);
-    else KT_CHECK(false, "operands with ", la, " and ", lb, " lanes");
+    if (la == 1)
+      a = splat(a, lb);
+    else if (lb == 1)
+      b = splat(b, la);
+    else
+      KT_CHECK(false, "operands with ", la, " and ", lb, " lanes");
   }
   // Converts an integer (vector) value to i64 lanes for addressing.
   llvm::Value* to_i64(llvm::Value* v) {
@@ -285,7 +289,8 @@ class CodeGenLLVM {
         for (int i = 0; i < op->lanes; ++i) {
           steps.push_back(llvm::ConstantInt::get(base->getType(), uint64_t(i)));
         }
-        llvm::Value* offs = b_.CreateMul(splat(stride, op->lanes), llvm::ConstantVector::get(steps));
+        llvm::Value* offs =
+            b_.CreateMul(splat(stride, op->lanes), llvm::ConstantVector::get(steps));
         return b_.CreateAdd(splat(base, op->lanes), offs);
       }
       case ir::ExprKind::Broadcast: {
@@ -411,9 +416,10 @@ class CodeGenLLVM {
     }
     KT_CANDIDATE_CHECK(t.is_float(), "intrinsic ", ir::intrinsic_name(op->func),
                        " needs a float argument, got ", t.to_string());
+    bool f32 = t.bits == 32;
     switch (op->func) {
       case ir::Intrinsic::Exp:
-        return b_.CreateUnaryIntrinsic(llvm::Intrinsic::exp, x);
+        return emit_exp(x, f32);
       case ir::Intrinsic::Sqrt:
         return b_.CreateUnaryIntrinsic(llvm::Intrinsic::sqrt, x);
       case ir::Intrinsic::Log:
@@ -421,16 +427,84 @@ class CodeGenLLVM {
       case ir::Intrinsic::Sigmoid: {
         // 1 / (1 + exp(-x))
         llvm::Value* one = llvm::ConstantFP::get(x->getType(), 1.0);
-        llvm::Value* e = b_.CreateUnaryIntrinsic(llvm::Intrinsic::exp, b_.CreateFNeg(x));
+        llvm::Value* e = emit_exp(b_.CreateFNeg(x), f32);
         return b_.CreateFDiv(one, b_.CreateFAdd(one, e));
       }
       case ir::Intrinsic::Tanh:
-        return emit_libm_call(t.bits == 32 ? "tanhf" : "tanh", x);
+        return f32 ? emit_tanh_f32(x) : emit_libm_call("tanh", x);
       case ir::Intrinsic::Abs:
         break;
     }
     KT_CHECK(false, "unhandled intrinsic");
     return nullptr;
+  }
+
+  // exp: f64 through llvm.exp (libm); f32 inline, so that vectors stay vectors (llvm.exp on
+  // a vector becomes one libm call per lane). Cody-Waite reduction x = n*ln2 + r, |r| <=
+  // ln2/2, the Cephes expf polynomial for e^r (about 1 ulp), and 2^n applied as two
+  // exponent-field multiplies so that results down to the denormals stay exact in range.
+  // Inputs above ln(FLT_MAX) give +inf, below -104 give 0, NaN gives NaN.
+  llvm::Value* emit_exp(llvm::Value* x, bool f32) {
+    if (!f32) return b_.CreateUnaryIntrinsic(llvm::Intrinsic::exp, x);
+    llvm::IRBuilderBase::FastMathFlagGuard guard(b_);
+    llvm::FastMathFlags contract_only;
+    contract_only.setAllowContract(true);  // FMAs only help; reassociation would not
+    b_.setFastMathFlags(contract_only);
+    llvm::Type* ft = x->getType();
+    llvm::Type* it = ft->getWithNewType(b_.getInt32Ty());
+    auto c = [&](double v) { return llvm::ConstantFP::get(ft, v); };
+    auto ci = [&](int64_t v) { return llvm::ConstantInt::get(it, uint64_t(v), true); };
+    const double hi = 88.72283905206835, lo = -104.0;
+    llvm::Value* xc = b_.CreateSelect(b_.CreateFCmpOGT(x, c(hi)), c(hi), x);
+    xc = b_.CreateSelect(b_.CreateFCmpOLT(xc, c(lo)), c(lo), xc);
+    llvm::Value* fx = b_.CreateUnaryIntrinsic(
+        llvm::Intrinsic::floor, b_.CreateFAdd(b_.CreateFMul(xc, c(1.44269504088896341)), c(0.5)));
+    llvm::Value* r = b_.CreateFSub(xc, b_.CreateFMul(fx, c(0.693359375)));
+    r = b_.CreateFSub(r, b_.CreateFMul(fx, c(-2.12194440e-4)));
+    llvm::Value* y = c(1.9875691500e-4);
+    for (double k :
+         {1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1}) {
+      y = b_.CreateFAdd(b_.CreateFMul(y, r), c(k));
+    }
+    y = b_.CreateFAdd(b_.CreateFAdd(b_.CreateFMul(y, b_.CreateFMul(r, r)), r), c(1.0));
+    llvm::Value* n = b_.CreateFPToSI(fx, it);
+    llvm::Value* n1 = b_.CreateAShr(n, ci(1));
+    llvm::Value* n2 = b_.CreateSub(n, n1);
+    auto pow2 = [&](llvm::Value* e) {
+      return b_.CreateBitCast(b_.CreateShl(b_.CreateAdd(e, ci(127)), ci(23)), ft);
+    };
+    llvm::Value* out = b_.CreateFMul(b_.CreateFMul(y, pow2(n1)), pow2(n2));
+    out = b_.CreateSelect(b_.CreateFCmpOGT(x, c(hi)), c(INFINITY), out);
+    return b_.CreateSelect(b_.CreateFCmpUNO(x, x), x, out);
+  }
+
+  // tanh for f32 without libm: the odd/even rational approximation of Eigen's
+  // generic_fast_tanh_float on [-7.9053, 7.9053] (tanh rounds to +-1 beyond), and x itself
+  // for |x| < 4e-4. NaN passes through.
+  llvm::Value* emit_tanh_f32(llvm::Value* x) {
+    llvm::IRBuilderBase::FastMathFlagGuard guard(b_);
+    llvm::FastMathFlags contract_only;
+    contract_only.setAllowContract(true);
+    b_.setFastMathFlags(contract_only);
+    llvm::Type* ft = x->getType();
+    auto c = [&](double v) { return llvm::ConstantFP::get(ft, v); };
+    const double clamp = 7.90531110763549805;
+    llvm::Value* xc = b_.CreateSelect(b_.CreateFCmpOGT(x, c(clamp)), c(clamp), x);
+    xc = b_.CreateSelect(b_.CreateFCmpOLT(xc, c(-clamp)), c(-clamp), xc);
+    llvm::Value* x2 = b_.CreateFMul(xc, xc);
+    llvm::Value* p = c(-2.76076847742355e-16);
+    for (double k : {2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+                     1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03}) {
+      p = b_.CreateFAdd(b_.CreateFMul(p, x2), c(k));
+    }
+    p = b_.CreateFMul(p, xc);
+    llvm::Value* q = c(1.19825839466702e-06);
+    for (double k : {1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03}) {
+      q = b_.CreateFAdd(b_.CreateFMul(q, x2), c(k));
+    }
+    llvm::Value* tiny =
+        b_.CreateFCmpOLT(b_.CreateUnaryIntrinsic(llvm::Intrinsic::fabs, x), c(4e-4));
+    return b_.CreateSelect(tiny, x, b_.CreateFDiv(p, q));
   }
 
   // A call to a scalar libm function, once per lane for vectors.
@@ -470,7 +544,8 @@ class CodeGenLLVM {
     llvm::Value* base = buffer_pointer(buf);
     llvm::Type* st = storage_type(buf->dtype);
     int lanes = index.type().lanes;
-    if (lanes == 1) return {Address::Scalar, b_.CreateInBoundsGEP(st, base, to_i64(emit(index))), 1};
+    if (lanes == 1)
+      return {Address::Scalar, b_.CreateInBoundsGEP(st, base, to_i64(emit(index))), 1};
     if (const auto* r = index.as<ir::Ramp>()) {
       if (ir::is_const_int(r->stride, 1)) {
         return {Address::Contiguous, b_.CreateInBoundsGEP(st, base, to_i64(emit(r->base))), lanes};
@@ -561,10 +636,14 @@ class CodeGenLLVM {
     }
     void set_bounds(ir::IntBounds b) { cg_.bounds_[v_] = b; }
     ~Scoped() {
-      if (old_) cg_.vars_[v_] = old_;
-      else cg_.vars_.erase(v_);
-      if (old_bounds_) cg_.bounds_[v_] = *old_bounds_;
-      else cg_.bounds_.erase(v_);
+      if (old_)
+        cg_.vars_[v_] = old_;
+      else
+        cg_.vars_.erase(v_);
+      if (old_bounds_)
+        cg_.bounds_[v_] = *old_bounds_;
+      else
+        cg_.bounds_.erase(v_);
     }
 
    private:
@@ -627,9 +706,8 @@ class CodeGenLLVM {
     const auto* var = op->var.as<ir::Var>();
     KT_CHECK(var, "loop variable is not a Var");
     if (ir::is_gpu_binding(op->for_kind)) {
-      throw InvalidCandidate(detail::concat("GPU loop kind on a CPU target (loop over ",
-                                            var->name, " is ",
-                                            ir::for_kind_name(op->for_kind), ")"));
+      throw InvalidCandidate(detail::concat("GPU loop kind on a CPU target (loop over ", var->name,
+                                            " is ", ir::for_kind_name(op->for_kind), ")"));
     }
     llvm::Type* vt = llvm_type(var->type);
     llvm::Value* min = as_type(emit(op->min), vt);
@@ -691,9 +769,8 @@ class CodeGenLLVM {
     for (size_t i = 0; i < fv.buffers.size(); ++i) {
       impl->addParamAttr(unsigned(i), llvm::Attribute::NoAlias);
     }
-    auto* wrapper = llvm::Function::Create(
-        llvm::FunctionType::get(void_ty, {ptr, i64, i64}, false),
-        llvm::Function::InternalLinkage, name, mod_);
+    auto* wrapper = llvm::Function::Create(llvm::FunctionType::get(void_ty, {ptr, i64, i64}, false),
+                                           llvm::Function::InternalLinkage, name, mod_);
     wrapper->addFnAttr(llvm::Attribute::NoUnwind);
 
     // Caller side: fill the closure and hand it to the thread pool.
@@ -710,8 +787,8 @@ class CodeGenLLVM {
     b_.SetInsertPoint(llvm::BasicBlock::Create(ctx_, "entry", wrapper));
     std::vector<llvm::Value*> args;
     for (size_t i = 0; i < fields.size(); ++i) {
-      args.push_back(b_.CreateLoad(fields[i],
-                                   b_.CreateStructGEP(closure_ty, wrapper->getArg(0), unsigned(i))));
+      args.push_back(b_.CreateLoad(
+          fields[i], b_.CreateStructGEP(closure_ty, wrapper->getArg(0), unsigned(i))));
     }
     args.push_back(as_type(wrapper->getArg(1), min->getType()));
     args.push_back(as_type(wrapper->getArg(2), min->getType()));
@@ -775,27 +852,30 @@ class CodeGenLLVM {
       auto key = std::make_pair(fn_, buf);
       auto it = stack_slots_.find(key);
       if (it == stack_slots_.end()) {
-        it = stack_slots_.emplace(key, entry_alloca(llvm::ArrayType::get(st, uint64_t(n)), 64,
-                                                    buf->name)).first;
+        it = stack_slots_
+                 .emplace(key, entry_alloca(llvm::ArrayType::get(st, uint64_t(n)), 64, buf->name))
+                 .first;
       }
       buffers_[buf] = it->second;
       emit(op->body);
     } else {
       llvm::Type* ptr = llvm::PointerType::get(ctx_, 0);
       llvm::Type* i64 = llvm::Type::getInt64Ty(ctx_);
-      llvm::FunctionCallee alloc =
-          mod_.getOrInsertFunction("aligned_alloc", llvm::FunctionType::get(ptr, {i64, i64}, false));
+      llvm::FunctionCallee alloc = mod_.getOrInsertFunction(
+          "aligned_alloc", llvm::FunctionType::get(ptr, {i64, i64}, false));
       llvm::FunctionCallee release = mod_.getOrInsertFunction(
           "free", llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr}, false));
       int64_t rounded = std::max<int64_t>(64, (bytes + 63) / 64 * 64);
-      llvm::Value* p = b_.CreateCall(alloc, {b_.getInt64(64), b_.getInt64(uint64_t(rounded))},
-                                     buf->name);
+      llvm::Value* p =
+          b_.CreateCall(alloc, {b_.getInt64(64), b_.getInt64(uint64_t(rounded))}, buf->name);
       buffers_[buf] = p;
       emit(op->body);
       b_.CreateCall(release, {p});
     }
-    if (saved) buffers_[buf] = saved;
-    else buffers_.erase(buf);
+    if (saved)
+      buffers_[buf] = saved;
+    else
+      buffers_.erase(buf);
   }
 
   void emit_if(const ir::IfThenElse* op) {

@@ -190,7 +190,8 @@ Expr mul_i(const Expr& a, const Expr& b) {
 class Widen : public ir::IRMutator {
  public:
   Widen(const Expr& var, const Expr& min, int lanes)
-      : var_(var.get()), lanes_(lanes),
+      : var_(var.get()),
+        lanes_(lanes),
         ramp_(ir::Ramp::make(min, ir::IntImm::make(min.type(), 1), lanes)) {}
 
   Expr visit_Var(const ir::Var* op, const Expr& self) override {
@@ -203,7 +204,8 @@ class Widen : public ir::IRMutator {
     Expr a = mutate(op->a), b = mutate(op->b);
     if (a.same_as(op->a) && b.same_as(op->b)) return self;
     const auto *ra = a.as<ir::Ramp>(), *rb = b.as<ir::Ramp>();
-    if (ra && rb) return ir::Ramp::make(add_i(ra->base, rb->base), add_i(ra->stride, rb->stride), lanes_);
+    if (ra && rb)
+      return ir::Ramp::make(add_i(ra->base, rb->base), add_i(ra->stride, rb->stride), lanes_);
     if (ra && b.type().is_scalar()) return ir::Ramp::make(add_i(ra->base, b), ra->stride, lanes_);
     if (rb && a.type().is_scalar()) return ir::Ramp::make(add_i(a, rb->base), rb->stride, lanes_);
     return ir::Add::make(broadcast_to(a, lanes_), broadcast_to(b, lanes_));
@@ -213,7 +215,8 @@ class Widen : public ir::IRMutator {
     Expr a = mutate(op->a), b = mutate(op->b);
     if (a.same_as(op->a) && b.same_as(op->b)) return self;
     const auto *ra = a.as<ir::Ramp>(), *rb = b.as<ir::Ramp>();
-    if (ra && rb) return ir::Ramp::make(sub_i(ra->base, rb->base), sub_i(ra->stride, rb->stride), lanes_);
+    if (ra && rb)
+      return ir::Ramp::make(sub_i(ra->base, rb->base), sub_i(ra->stride, rb->stride), lanes_);
     if (ra && b.type().is_scalar()) return ir::Ramp::make(sub_i(ra->base, b), ra->stride, lanes_);
     if (rb && a.type().is_scalar()) {
       return ir::Ramp::make(sub_i(a, rb->base), sub_i(ir::make_zero(rb->stride.type()), rb->stride),
@@ -226,16 +229,18 @@ class Widen : public ir::IRMutator {
     Expr a = mutate(op->a), b = mutate(op->b);
     if (a.same_as(op->a) && b.same_as(op->b)) return self;
     const auto *ra = a.as<ir::Ramp>(), *rb = b.as<ir::Ramp>();
-    if (ra && b.type().is_scalar()) return ir::Ramp::make(mul_i(ra->base, b), mul_i(ra->stride, b), lanes_);
-    if (rb && a.type().is_scalar()) return ir::Ramp::make(mul_i(a, rb->base), mul_i(a, rb->stride), lanes_);
+    if (ra && b.type().is_scalar())
+      return ir::Ramp::make(mul_i(ra->base, b), mul_i(ra->stride, b), lanes_);
+    if (rb && a.type().is_scalar())
+      return ir::Ramp::make(mul_i(a, rb->base), mul_i(a, rb->stride), lanes_);
     return ir::Mul::make(broadcast_to(a, lanes_), broadcast_to(b, lanes_));
   }
 
-#define KT_WIDEN_BINARY(T)                                                   \
-  Expr visit_##T(const ir::T* op, const Expr& self) override {               \
-    Expr a = mutate(op->a), b = mutate(op->b);                               \
-    if (a.same_as(op->a) && b.same_as(op->b)) return self;                   \
-    return ir::T::make(broadcast_to(a, lanes_), broadcast_to(b, lanes_));    \
+#define KT_WIDEN_BINARY(T)                                                \
+  Expr visit_##T(const ir::T* op, const Expr& self) override {            \
+    Expr a = mutate(op->a), b = mutate(op->b);                            \
+    if (a.same_as(op->a) && b.same_as(op->b)) return self;                \
+    return ir::T::make(broadcast_to(a, lanes_), broadcast_to(b, lanes_)); \
   }
   KT_WIDEN_BINARY(Div)
   KT_WIDEN_BINARY(Mod)

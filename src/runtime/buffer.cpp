@@ -80,7 +80,8 @@ uint16_t float_to_bf16(float f) {
   uint32_t x;
   std::memcpy(&x, &f, 4);
   if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40u);  // quiet NaN
-  x += 0x7fffu + ((x >> 16) & 1u);  // round to nearest even
+  // Round to nearest even.
+  x += 0x7fffu + ((x >> 16) & 1u);
   return uint16_t(x >> 16);
 }
 
@@ -94,18 +95,25 @@ float bf16_to_float(uint16_t h) {
 void set_element(void* data, ir::Type t, int64_t i, double v) {
   switch (t.code) {
     case ir::TypeCode::Float:
-      if (t.bits == 32) static_cast<float*>(data)[i] = float(v);
-      else if (t.bits == 64) static_cast<double*>(data)[i] = v;
-      else static_cast<uint16_t*>(data)[i] = float_to_half(float(v));
+      if (t.bits == 32)
+        static_cast<float*>(data)[i] = float(v);
+      else if (t.bits == 64)
+        static_cast<double*>(data)[i] = v;
+      else
+        static_cast<uint16_t*>(data)[i] = float_to_half(float(v));
       return;
     case ir::TypeCode::BFloat:
       static_cast<uint16_t*>(data)[i] = float_to_bf16(float(v));
       return;
     case ir::TypeCode::Int:
-      if (t.bits == 8) static_cast<int8_t*>(data)[i] = int8_t(v);
-      else if (t.bits == 16) static_cast<int16_t*>(data)[i] = int16_t(v);
-      else if (t.bits == 32) static_cast<int32_t*>(data)[i] = int32_t(v);
-      else static_cast<int64_t*>(data)[i] = int64_t(v);
+      if (t.bits == 8)
+        static_cast<int8_t*>(data)[i] = int8_t(v);
+      else if (t.bits == 16)
+        static_cast<int16_t*>(data)[i] = int16_t(v);
+      else if (t.bits == 32)
+        static_cast<int32_t*>(data)[i] = int32_t(v);
+      else
+        static_cast<int64_t*>(data)[i] = int64_t(v);
       return;
     case ir::TypeCode::Bool:
       static_cast<uint8_t*>(data)[i] = v != 0 ? 1 : 0;
@@ -192,8 +200,8 @@ double HostBuffer::get(int64_t i) const {
 }
 
 double relative_l2_error(const HostBuffer& got, const HostBuffer& want) {
-  KT_CHECK(got.num_elements() == want.num_elements(), "comparing buffers of ",
-           got.num_elements(), " and ", want.num_elements(), " elements");
+  KT_CHECK(got.num_elements() == want.num_elements(), "comparing buffers of ", got.num_elements(),
+           " and ", want.num_elements(), " elements");
   double diff = 0, norm = 0;
   for (int64_t i = 0; i < got.num_elements(); ++i) {
     double g = got.get(i), w = want.get(i);

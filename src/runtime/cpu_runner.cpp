@@ -143,13 +143,12 @@ CpuRunner::CpuRunner(target::Target t, int threads) : impl_(std::make_unique<Imp
   }
   impl_->jit = std::shared_ptr<orc::LLJIT>(std::move(*jit));
   orc::LLJIT& j = *impl_->jit;
-  j.getExecutionSession().setErrorReporter([](llvm::Error err) {
-    debug(1) << "JIT error: " << llvm::toString(std::move(err)) << "\n";
-  });
+  j.getExecutionSession().setErrorReporter(
+      [](llvm::Error err) { debug(1) << "JIT error: " << llvm::toString(std::move(err)) << "\n"; });
 
   orc::JITDylib& jd = j.getMainJITDylib();
-  auto gen = orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(
-      j.getDataLayout().getGlobalPrefix());
+  auto gen =
+      orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(j.getDataLayout().getGlobalPrefix());
   if (!gen) throw InternalError("JIT process symbols: " + llvm::toString(gen.takeError()));
   jd.addGenerator(std::move(*gen));
   orc::SymbolMap runtime_symbols;

@@ -71,8 +71,8 @@ TargetKind parse_kind(const std::string& s, const std::string& file) {
   if (s == "cpu") return TargetKind::CPU;
   if (s == "cuda") return TargetKind::CUDA;
   if (s == "hip") return TargetKind::HIP;
-  throw UserError(detail::concat("target file ", file, ": unknown kind '", s,
-                                 "' (expected cpu, cuda or hip)"));
+  throw UserError(
+      detail::concat("target file ", file, ": unknown kind '", s, "' (expected cpu, cuda or hip)"));
 }
 
 Target parse_target_file(const fs::path& path) {
@@ -89,8 +89,7 @@ Target parse_target_file(const fs::path& path) {
   try {
     t.name = j.value("name", path.stem().string());
     t.kind = parse_kind(j.value("kind", std::string("cpu")), path.string());
-    KT_USER_CHECK(j.contains("triple"), "target file ", path.string(),
-                  ": missing field 'triple'");
+    KT_USER_CHECK(j.contains("triple"), "target file ", path.string(), ": missing field 'triple'");
     t.triple = j.at("triple").get<std::string>();
     t.cpu = j.value("cpu", std::string());
     if (j.contains("features")) {
@@ -115,11 +114,11 @@ Target parse_target_file(const fs::path& path) {
   KT_USER_CHECK(t.vector_bits > 0 && t.vector_bits % 32 == 0, "target file ", path.string(),
                 ": vector_bits must be a positive multiple of 32");
   if (t.kind != TargetKind::CPU) {
-    KT_USER_CHECK(t.warp_size > 0 && t.max_threads_per_block > 0 &&
-                      t.max_shared_memory_per_block > 0,
-                  "target file ", path.string(),
-                  ": GPU targets need warp_size, max_threads_per_block and "
-                  "max_shared_memory_per_block");
+    KT_USER_CHECK(
+        t.warp_size > 0 && t.max_threads_per_block > 0 && t.max_shared_memory_per_block > 0,
+        "target file ", path.string(),
+        ": GPU targets need warp_size, max_threads_per_block and "
+        "max_shared_memory_per_block");
   }
   return t;
 }
@@ -179,9 +178,10 @@ Target resolve_target(const std::string& name) {
   if (name.find('/') == std::string::npos && fs::is_regular_file(in_dir, ec)) {
     return parse_target_file(in_dir);
   }
-  throw UserError(detail::concat("unknown target '", name, "'; known targets: ",
-                                 join(known_targets(), ", ", [](const std::string& s) { return s; }),
-                                 " (or a path to a .json target file)"));
+  throw UserError(detail::concat(
+      "unknown target '", name,
+      "'; known targets: ", join(known_targets(), ", ", [](const std::string& s) { return s; }),
+      " (or a path to a .json target file)"));
 }
 
 }  // namespace ktune::target
