@@ -1,6 +1,6 @@
-# 2-D convolution (NCHW) followed by a per-channel bias and ReLU, as in a conv + batch-norm
-# (folded into the bias) + ReLU block. The bias and ReLU are a separate element-wise stage
-# that a schedule can fuse into the convolution.
+# 2-D convolution (NCHW) with a per-channel bias and ReLU.
+# As in a conv + batch-norm (folded into the bias) + ReLU block. The bias and ReLU are a
+# separate element-wise stage that a schedule can fuse into the convolution.
 # Default: a ResNet-18 conv3_x layer (128 -> 128 channels, 28x28, 3x3, stride 1, pad 1).
 kernel conv2d_bias_relu(N=1, C=128, H=28, W=28, K=128, R=3, S=3, stride=1, pad=1, dtype=f32)
   P = (H + 2*pad - R) / stride + 1

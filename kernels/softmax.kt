@@ -1,5 +1,5 @@
-# Row-wise softmax of an M x N matrix, in four stages: the row maximum, the shifted
-# exponentials, the row sum, and the normalization.
+# Row-wise softmax of an M x N matrix.
+# Four stages: the row maximum, the shifted exponentials, the row sum, the normalization.
 # Default: 128 rows of 1000 class scores (an ImageNet classifier's output over a batch).
 kernel softmax(M=128, N=1000, dtype=f32)
   input  X[M, N]

@@ -458,7 +458,7 @@ TEST_CASE("errors: indices and shapes", "[te][errors]") {
   CHECK_THAT(parse_error(kHead + "  P = N / (M - 8)\n  output B[i] = A[i]\n"),
              StartsWith("t.kt:4:9: division by zero: the divisor is 0 with M=8"));
   CHECK_THAT(parse_error(kHead + "  output B[i < N] = A[i / (N - 4)]\n"),
-             StartsWith("t.kt:4:23: division by zero: the divisor is 0 with N=4"));
+             StartsWith("t.kt:4:25: division by zero: the divisor is 0 with N=4"));
   CHECK_THAT(parse_error(kHead + "  input Z[2.5]\n  output B[i] = A[i]\n"),
              StartsWith("t.kt:4:11: a dimension must be an integer, found '2.5'"));
   CHECK_THAT(parse_error(kHead + "  output B[i < A[0]] = A[i]\n"),

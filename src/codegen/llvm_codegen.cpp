@@ -270,6 +270,7 @@ class CodeGenLLVM {
         return b_.CreateNot(emit(e.as<ir::Not>()->a));
       case ir::ExprKind::Select: {
         const auto* op = e.as<ir::Select>();
+        if (has_load(op->true_value) || has_load(op->false_value)) return emit_guarded_select(op);
         llvm::Value* c = emit(op->cond);
         llvm::Value *t = emit(op->true_value), *f = emit(op->false_value);
         match_lanes(t, f);
@@ -557,12 +558,100 @@ class CodeGenLLVM {
     return {Address::Gather, b_.CreateInBoundsGEP(st, base, to_i64(emit(index))), lanes};
   }
 
+  static bool has_load(const Expr& e) {
+    bool found = false;
+    ir::post_order_visit(e, [&](const Expr& x) { found = found || x.as<ir::Load>() != nullptr; });
+    return found;
+  }
+
+  // A select whose arms read memory evaluates each arm only where it is chosen, since the
+  // other arm's index may be out of bounds (padding: select(h >= pad, I[h - pad], 0)).
+  // Scalar condition: branches and a phi. Vector condition: the arms' loads are masked.
+  llvm::Value* emit_guarded_select(const ir::Select* op) {
+    llvm::Value* c = emit(op->cond);
+    if (!c->getType()->isVectorTy()) {
+      auto* then_bb = llvm::BasicBlock::Create(ctx_, "sel.true", fn_);
+      auto* else_bb = llvm::BasicBlock::Create(ctx_, "sel.false", fn_);
+      auto* done = llvm::BasicBlock::Create(ctx_, "sel.end", fn_);
+      b_.CreateCondBr(c, then_bb, else_bb);
+      b_.SetInsertPoint(then_bb);
+      llvm::Value* t = emit(op->true_value);
+      llvm::BasicBlock* t_end = b_.GetInsertBlock();
+      b_.SetInsertPoint(else_bb);
+      llvm::Value* f = emit(op->false_value);
+      llvm::BasicBlock* f_end = b_.GetInsertBlock();
+      // Bring both arms to one type in their own blocks.
+      if (t->getType() != f->getType()) {
+        auto* tv = llvm::dyn_cast<llvm::FixedVectorType>(t->getType());
+        auto* fv = llvm::dyn_cast<llvm::FixedVectorType>(f->getType());
+        if (tv && !fv) {
+          f = splat(f, int(tv->getNumElements()));
+          f_end = b_.GetInsertBlock();
+        } else if (fv && !tv) {
+          b_.SetInsertPoint(t_end);
+          t = splat(t, int(fv->getNumElements()));
+          t_end = b_.GetInsertBlock();
+        }
+      }
+      b_.SetInsertPoint(t_end);
+      b_.CreateBr(done);
+      b_.SetInsertPoint(f_end);
+      b_.CreateBr(done);
+      b_.SetInsertPoint(done);
+      llvm::PHINode* phi = b_.CreatePHI(t->getType(), 2);
+      phi->addIncoming(t, t_end);
+      phi->addIncoming(f, f_end);
+      return phi;
+    }
+    llvm::Value* saved = mask_;
+    mask_ = saved ? b_.CreateAnd(saved, c) : c;
+    llvm::Value* t = emit(op->true_value);
+    llvm::Value* not_c = b_.CreateNot(c);
+    mask_ = saved ? b_.CreateAnd(saved, not_c) : not_c;
+    llvm::Value* f = emit(op->false_value);
+    mask_ = saved;
+    match_lanes(t, f);
+    const int lanes = int(llvm::cast<llvm::FixedVectorType>(c->getType())->getNumElements());
+    return b_.CreateSelect(c, splat(t, lanes), splat(f, lanes));
+  }
+
   llvm::Value* emit_load(const ir::Load* op) {
     ir::Type et = op->buffer->dtype.element_of();
     llvm::Type* st = storage_type(et);
     llvm::Align align(uint64_t(et.bytes()));
     Address a = address(op->buffer.get(), op->index);
     llvm::Value* v = nullptr;
+    if (mask_) {
+      // Inside a select arm with a vector condition: read only the lanes that are chosen.
+      auto* mv = llvm::cast<llvm::FixedVectorType>(mask_->getType());
+      const int mlanes = int(mv->getNumElements());
+      if ((a.kind == Address::Contiguous || a.kind == Address::Gather) && a.lanes == mlanes) {
+        auto* vt = llvm::FixedVectorType::get(st, a.lanes);
+        llvm::Value* zero = llvm::Constant::getNullValue(vt);
+        v = a.kind == Address::Contiguous ? b_.CreateMaskedLoad(vt, a.ptr, align, mask_, zero)
+                                          : b_.CreateMaskedGather(vt, a.ptr, align, mask_, zero);
+      } else {
+        // The lanes do not line up with the mask (or one address serves all lanes): read
+        // only if some lane is chosen, else read element 0, which always exists.
+        llvm::Value* any = b_.CreateOrReduce(mask_);
+        llvm::Value* base = buffer_pointer(op->buffer.get());
+        if (a.kind == Address::Gather || a.kind == Address::Contiguous) {
+          llvm::Value* out = llvm::PoisonValue::get(llvm::FixedVectorType::get(st, a.lanes));
+          for (int i = 0; i < a.lanes; ++i) {
+            llvm::Value* lp = a.kind == Address::Gather ? b_.CreateExtractElement(a.ptr, uint64_t(i))
+                                                        : b_.CreateConstInBoundsGEP1_64(st, a.ptr, uint64_t(i));
+            llvm::Value* li = b_.CreateSelect(any, lp, base);
+            out = b_.CreateInsertElement(out, b_.CreateAlignedLoad(st, li, align), uint64_t(i));
+          }
+          v = out;
+        } else {
+          llvm::Value* x = b_.CreateAlignedLoad(st, b_.CreateSelect(any, a.ptr, base), align);
+          v = a.lanes == 1 ? x : b_.CreateVectorSplat(unsigned(a.lanes), x);
+        }
+      }
+      if (et.is_bool()) v = b_.CreateICmpNE(v, llvm::Constant::getNullValue(v->getType()));
+      return v;
+    }
     switch (a.kind) {
       case Address::Scalar:
         v = b_.CreateAlignedLoad(st, a.ptr, align);
@@ -907,6 +996,7 @@ class CodeGenLLVM {
   ir::BoundsMap bounds_;
   bool in_parallel_ = false;
   int num_parallel_ = 0;
+  llvm::Value* mask_ = nullptr;  // lanes whose loads may run (inside a vector select arm)
 };
 
 void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
