@@ -2,7 +2,7 @@
 # Command-line tests of the real binary: exit codes, one-line messages, and that an existing
 # log is never truncated. Usage: tests/cli_test.sh path/to/ktune
 set -u
-KTUNE=${1:?usage: cli_test.sh path/to/ktune}
+KTUNE=$(realpath "${1:?usage: cli_test.sh path/to/ktune}")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
@@ -39,6 +39,8 @@ expect 2 "dilation" -- "$KTUNE" conv2d --H=2 --W=2 --pad=0 --log=keep.jsonl
 mkdir -p bad
 printf 'kernel broken(M=4)\n  input A[M]\n  output B[i] = A[i] +* 2\n' > bad/broken.kt
 expect 2 "broken.kt:3:" -- "$KTUNE" --kernels bad kernels
+expect 2 "does not support yet" -- "$KTUNE" matmul --dtype=f16 --log=keep.jsonl
+expect 2 "a command is required" -- "$KTUNE"
 expect 2 "is not a directory" -- "$KTUNE" --kernels nodir kernels
 
 if [ "$(cat keep.jsonl)" != "existing line" ]; then

@@ -101,3 +101,50 @@ TEST_CASE("a truncated last log line is skipped with a warning; a bad middle lin
   CHECK_THROWS_WITH(log::read_log(path), Catch::Contains(":1:"));
   std::filesystem::remove(path);
 }
+
+TEST_CASE("random schedules compiled by the JIT match the interpreter", "[sampler][jit]") {
+  const target::Target t = target::host_target();
+  std::vector<std::shared_ptr<const te::ComputeDAG>> dags = {matmul_dag(24, 20, 12), matmul_dag(7, 13, 5),
+                                                              dense_relu_dag(8, 12, 6), conv1d_dag(3, 12, 4, 3, 1),
+                                                              softmax_dag(6, 10)};
+  runtime::TimingOptions quick;
+  quick.repeat = 1;
+  quick.min_repeat_ms = 0.1;
+  for (const auto& dag : dags) {
+    search::Measurer m(dag, t, 2, quick);
+    REQUIRE(m.reference_kind() == "interpreter");
+    search::RandomSampler sampler(dag, t, 7);
+    for (int i = 0; i < 12; ++i) {
+      schedule::State st = sampler.sample();
+      search::MeasureResult r = m.measure(st);
+      INFO(dag->kernel << " sample " << i << ": " << r.message << "\n" << st.steps_text());
+      CHECK(r.valid());
+    }
+  }
+}
+
+TEST_CASE("every shipped kernel tunes at a small shape", "[e2e]") {
+  te::KernelRegistry reg;
+  reg.add_directory(te::shipped_kernel_dir());
+  REQUIRE(reg.kernels().size() >= 10);
+  // Shrink every parameter that is a size so the interpreter is the reference.
+  const std::map<std::string, int64_t> small = {{"M", 12}, {"N", 2}, {"K", 10}, {"B", 2}, {"C", 3},
+                                                {"H", 9},  {"W", 7}, {"R", 3},  {"S", 3}};
+  for (const auto& def : reg.kernels()) {
+    std::map<std::string, int64_t> vals;
+    for (const auto& p : def.params)
+      if (small.count(p.name)) vals[p.name] = small.at(p.name);
+    if (def.name == "softmax" || def.name == "transpose2d") vals["N"] = 10;
+    auto dag = std::make_shared<const te::ComputeDAG>(def.instantiate(vals));
+    search::TuneOptions opt;
+    opt.budget = 6;
+    opt.threads = 2;
+    opt.timing.repeat = 1;
+    opt.timing.min_repeat_ms = 0.1;
+    search::TuneResult r = search::tune(dag, target::host_target(), opt);
+    INFO(def.name);
+    CHECK(r.trials == 6);
+    CHECK(r.errors == 0);
+    CHECK(r.best.has_value());
+  }
+}

@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   }
   qsort(groups, 5, sizeof(double), cmp);
   printf("%.6f %.6f\n", groups[2], 2.0 * M * N * K / (groups[2] * 1e6));
+  int keep = C[0] == 12345.0f;  // keep the result observable
   free(A), free(B), free(C);
-  return C[0] == 12345.0f;  // keep the result observable
+  return keep;
 }

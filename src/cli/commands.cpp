@@ -67,6 +67,9 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
                     "', which this machine lacks");
   }
   auto dag = std::make_shared<const te::ComputeDAG>(def.instantiate(ints, types));
+  for (const auto& op : dag->ops)
+    KT_USER_CHECK(!(op.dtype.is_float() && op.dtype.bits == 16), def.name, ": tensor ", op.name, " has element type ", op.dtype.to_string(),
+                  ", which the CPU code generator does not support yet (supported: f32, f64, i32, i8)");
   search::TuneOptions opt;
   opt.budget = f.budget;
   opt.seed = f.seed;
@@ -221,6 +224,10 @@ int run_cli(int argc, char** argv) {
     break;
   }
 
+  if (argc == 1) {
+    std::cerr << app.help();
+    throw UserError("a command is required: a kernel name, 'kernels' or 'targets'");
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ExtrasError& e) {

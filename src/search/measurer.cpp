@@ -101,4 +101,11 @@ MeasureResult Measurer::measure(const schedule::State& state) {
   return r;
 }
 
+std::unique_ptr<MeasureBackend> make_measure_backend(std::shared_ptr<const te::ComputeDAG> dag,
+                                                     const target::Target& t, int threads,
+                                                     const runtime::TimingOptions& timing, bool isolated) {
+  KT_USER_CHECK(!isolated, "isolated measurement is not available yet");
+  return std::make_unique<Measurer>(std::move(dag), t, threads, timing);
+}
+
 }  // namespace ktune::search

@@ -1,80 +1,156 @@
-// The first tuner: random sampling with deduplication, verified measurement, logging.
+// The tuning driver: policies propose, the backend measures, the log records.
 #include "ktune/search/tuner.h"
 
 #include <chrono>
-#include <unordered_set>
 
 #include "ktune/schedule/steps.h"
-#include "ktune/search/measurer.h"
 #include "ktune/search/sampler.h"
 #include "ktune/support/debug.h"
 #include "ktune/support/error.h"
+#include "ktune/support/interrupt.h"
 
 namespace ktune::search {
 
-TuneResult tune(std::shared_ptr<const te::ComputeDAG> dag, const target::Target& target, const TuneOptions& opt,
-                const std::function<void(const TuneProgress&)>& on_progress) {
-  KT_USER_CHECK(opt.strategy == "random", "unknown strategy '", opt.strategy, "' (available: random)");
-  const auto start = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+namespace {
 
-  std::unique_ptr<log::LogWriter> writer;
-  if (!opt.log_path.empty()) writer = std::make_unique<log::LogWriter>(opt.log_path);
-
-  Measurer measurer(dag, target, opt.threads, opt.timing);
-  RandomSampler sampler(dag, target, opt.seed);
-  TuneResult result;
-  result.reference = measurer.reference_kind();
-  std::unordered_set<std::string> seen;
-  TuneProgress progress;
-  progress.budget = opt.budget;
-
-  int misses = 0;
-  while (result.trials < opt.budget) {
-    schedule::State st = sampler.sample();
-    const std::string key = schedule::canonical_key(st.steps());
-    if (!seen.insert(key).second) {
-      if (++misses > 1000) break;  // the space is exhausted
-      continue;
+class RandomPolicy : public SearchPolicy {
+ public:
+  RandomPolicy(std::shared_ptr<const te::ComputeDAG> dag, const target::Target& t, uint64_t seed)
+      : sampler_(std::move(dag), t, seed) {}
+  std::vector<schedule::State> propose(int n, const std::unordered_set<std::string>& measured) override {
+    std::vector<schedule::State> out;
+    std::unordered_set<std::string> batch;
+    int misses = 0;
+    while (int(out.size()) < n && misses < 1000) {
+      schedule::State st = sampler_.sample();
+      const std::string key = schedule::canonical_key(st.steps());
+      if (measured.count(key) || !batch.insert(key).second) {
+        ++misses;
+        continue;
+      }
+      misses = 0;
+      out.push_back(std::move(st));
     }
-    misses = 0;
-    MeasureResult m = measurer.measure(st);
-    ++result.trials;
-    log::Record rec = log::make_record(*dag, target, opt.threads);
-    rec.steps = schedule::steps_to_json(st.steps());
-    rec.phase = "sample";
-    rec.trial = result.trials;
-    rec.timestamp = log::now_iso8601();
-    rec.compile_ms = m.compile_ms;
-    if (m.valid()) {
-      ++result.valid;
-      rec.times_ms = m.timing.group_means_ms;
-      rec.median_ms = m.timing.median_ms;
-      rec.gflops = m.gflops;
-      if (!result.best || rec.median_ms < result.best->median_ms) {
-        result.best = rec;
-        result.best_steps_text = st.steps_text();
+    return out;
+  }
+  std::string phase() const override { return "sample"; }
+
+ private:
+  RandomSampler sampler_;
+};
+
+}  // namespace
+
+std::vector<std::string> strategy_names() { return {"random"}; }
+
+std::unique_ptr<SearchPolicy> make_policy(const std::string& strategy, std::shared_ptr<const te::ComputeDAG> dag,
+                                          const target::Target& t, uint64_t seed) {
+  if (strategy == "random") return std::make_unique<RandomPolicy>(std::move(dag), t, seed);
+  std::string known;
+  for (const auto& s : strategy_names()) known += (known.empty() ? "" : ", ") + s;
+  throw UserError("unknown strategy '" + strategy + "' (available: " + known + ")");
+}
+
+TuningTask::TuningTask(std::shared_ptr<const te::ComputeDAG> dag, target::Target t, const TuneOptions& opt,
+                       log::LogWriter* log, std::unique_ptr<MeasureBackend> backend)
+    : dag_(std::move(dag)), target_(std::move(t)), opt_(opt), log_(log), backend_(std::move(backend)) {
+  policy_ = make_policy(opt_.strategy, dag_, target_, opt_.seed);
+  if (!backend_) backend_ = make_measure_backend(dag_, target_, opt_.threads, opt_.timing, /*isolated=*/false);
+  result_.reference = backend_->reference_kind();
+}
+
+TuningTask::~TuningTask() = default;
+
+void TuningTask::add_history(const std::vector<log::Record>& records) {
+  for (const log::Record& r : records) {
+    measured_.insert(schedule::canonical_key(schedule::steps_from_json(r.steps)));
+    ++result_.trials;
+    if (r.valid()) {
+      ++result_.valid;
+      if (!result_.best || r.median_ms < result_.best->median_ms) {
+        result_.best = r;
+        result_.best_steps_text.clear();
       }
     } else {
-      ++result.errors;
-      rec.error = runtime::error_class_name(m.error);
-      rec.error_message = m.message;
-      ++result.error_counts[rec.error];
-      debug(1) << "trial " << result.trials << ": " << rec.error << ": " << m.message << "\n";
+      ++result_.errors;
+      ++result_.error_counts[r.error];
     }
-    if (writer) writer->write(rec);
-    progress.trial = result.trials;
-    progress.valid = result.valid;
-    progress.errors = result.errors;
-    if (result.best) {
-      progress.best_ms = result.best->median_ms;
-      progress.best_gflops = result.best->gflops;
-    }
-    progress.elapsed_s = elapsed();
-    if (on_progress) on_progress(progress);
   }
-  result.seconds = elapsed();
-  return result;
+}
+
+void TuningTask::record(const schedule::State& st, const MeasureResult& m) {
+  ++result_.trials;
+  log::Record rec = log::make_record(*dag_, target_, opt_.threads);
+  rec.steps = schedule::steps_to_json(st.steps());
+  rec.phase = policy_->phase();
+  rec.trial = result_.trials;
+  rec.timestamp = log::now_iso8601();
+  rec.compile_ms = m.compile_ms;
+  if (m.valid()) {
+    ++result_.valid;
+    rec.times_ms = m.timing.group_means_ms;
+    rec.median_ms = m.timing.median_ms;
+    rec.gflops = m.gflops;
+    if (!result_.best || rec.median_ms < result_.best->median_ms) {
+      result_.best = rec;
+      result_.best_steps_text = st.steps_text();
+    }
+  } else {
+    ++result_.errors;
+    rec.error = runtime::error_class_name(m.error);
+    rec.error_message = m.message;
+    ++result_.error_counts[rec.error];
+    debug(1) << "trial " << result_.trials << ": " << rec.error << ": " << m.message << "\n";
+  }
+  if (log_) log_->write(rec);
+}
+
+int TuningTask::step(int n, const std::function<void(const TuneProgress&)>& on_progress) {
+  const auto start = std::chrono::steady_clock::now();
+  int done = 0;
+  while (done < n && !stop_requested()) {
+    std::vector<schedule::State> batch = policy_->propose(std::min(n - done, 64), measured_);
+    if (batch.empty()) break;
+    std::vector<MeasureResult> results;
+    for (const schedule::State& st : batch) {
+      if (stop_requested()) break;
+      measured_.insert(schedule::canonical_key(st.steps()));
+      results.push_back(backend_->measure(st));
+      record(st, results.back());
+      ++done;
+      if (on_progress) {
+        TuneProgress p;
+        p.trial = result_.trials;
+        p.budget = opt_.budget;
+        p.valid = result_.valid;
+        p.errors = result_.errors;
+        if (result_.best) {
+          p.best_ms = result_.best->median_ms;
+          p.best_gflops = result_.best->gflops;
+        }
+        p.elapsed_s = seconds_ + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        on_progress(p);
+      }
+    }
+    batch.resize(results.size());
+    policy_->observe(batch, results);
+  }
+  seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result_.seconds = seconds_;
+  return done;
+}
+
+TuneResult tune(std::shared_ptr<const te::ComputeDAG> dag, const target::Target& target, const TuneOptions& opt,
+                const std::function<void(const TuneProgress&)>& on_progress) {
+  // Open the log first: an unwritable path fails before any work.
+  std::unique_ptr<log::LogWriter> writer;
+  if (!opt.log_path.empty()) writer = std::make_unique<log::LogWriter>(opt.log_path);
+  const auto start = std::chrono::steady_clock::now();
+  TuningTask task(dag, target, opt, writer.get());
+  task.step(opt.budget, on_progress);
+  TuneResult r = task.result();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
 }
 
 }  // namespace ktune::search

@@ -45,3 +45,36 @@ std::vector<int64_t> divisors(int64_t n) {
 }
 
 }  // namespace ktune
+
+// ---- interruption --------------------------------------------------------------------------
+#include <csignal>
+#include <unistd.h>
+
+#include "ktune/support/interrupt.h"
+
+namespace ktune {
+namespace {
+volatile std::sig_atomic_t g_stop = 0;
+void on_sigint(int) {
+  if (g_stop) {
+    static const char msg[] = "\nktune: interrupted again; exiting now (the log is valid)\n";
+    (void)!write(2, msg, sizeof msg - 1);
+    _exit(130);
+  }
+  g_stop = 1;
+  static const char msg[] = "\nktune: interrupted; stopping after the candidate in flight (Ctrl-C again to exit now)\n";
+  (void)!write(2, msg, sizeof msg - 1);
+}
+}  // namespace
+
+void install_interrupt_handler() {
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+}
+bool stop_requested() { return g_stop != 0; }
+void request_stop() { g_stop = 1; }
+void clear_stop() { g_stop = 0; }
+
+}  // namespace ktune

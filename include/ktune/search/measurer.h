@@ -24,15 +24,23 @@ struct MeasureResult {
   bool valid() const { return error == runtime::ErrorClass::None; }
 };
 
-class Measurer {
+// Measures candidates of one workload. Implementations: Measurer (in this process).
+class MeasureBackend {
+ public:
+  virtual ~MeasureBackend() = default;
+  virtual MeasureResult measure(const schedule::State& state) = 0;
+  // How results are verified: "interpreter" or "naive schedule".
+  virtual const std::string& reference_kind() const = 0;
+};
+
+class Measurer : public MeasureBackend {
  public:
   Measurer(std::shared_ptr<const te::ComputeDAG> dag, target::Target t, int threads,
            runtime::TimingOptions timing = {});
-  ~Measurer();
+  ~Measurer() override;
 
-  MeasureResult measure(const schedule::State& state);
-  // "interpreter" or "naive schedule".
-  const std::string& reference_kind() const { return reference_kind_; }
+  MeasureResult measure(const schedule::State& state) override;
+  const std::string& reference_kind() const override { return reference_kind_; }
   const te::ComputeDAG& dag() const { return *dag_; }
   runtime::CpuRunner& runner() { return *runner_; }
 
@@ -45,6 +53,12 @@ class Measurer {
   std::vector<runtime::HostBuffer> inputs_, outputs_, expected_;
   std::string reference_kind_;
 };
+
+// The backend tuning uses. `isolated`: candidates run in a worker process (a crash or hang
+// kills only the worker); otherwise in this process.
+std::unique_ptr<MeasureBackend> make_measure_backend(std::shared_ptr<const te::ComputeDAG> dag,
+                                                     const target::Target& t, int threads,
+                                                     const runtime::TimingOptions& timing, bool isolated);
 
 // Work above which the reference is the compiled naive schedule instead of the interpreter.
 constexpr double kInterpreterFlopLimit = 2e7;
