@@ -74,6 +74,25 @@ TEST_CASE("cache_write with the cache stage computed at the output tile", "[lowe
   }
 }
 
+TEST_CASE("cache_read packs the panel a loop reads", "[lower]") {
+  for (int64_t n : {16, 13}) {
+    auto dag = matmul_dag(n, n, 12);
+    State st(dag);
+    st.apply(CacheReadStep{"B", ir::MemoryScope::Local, {0}});
+    REQUIRE(st.num_stages() == 2);
+    CHECK(st.stage(0).op.name == "B.local");
+    // C (stage 1): i, j, k -> j.0 i k.0 j.1 k.1 ; B.local at k.0: a 4 x 4 panel.
+    st.apply(SplitStep{1, 2, {4}});
+    st.apply(SplitStep{1, 1, {4}});
+    st.apply(ReorderStep{1, {1, 0, 3, 2, 4}});
+    st.apply(ComputeAtStep{0, 1, 2});
+    CHECK(check_lowering(st) < 1e-5);
+    CHECK_THAT(st.steps_text(), Catch::Contains("cache_read(B, local, [C])"));
+    const std::string text = ir::to_string(lower(st, "k").body);
+    CHECK(text.find("allocate B.local[f32 * 16] local") != std::string::npos);
+  }
+}
+
 TEST_CASE("fusion: a reduction computed at its element-wise consumer", "[lower]") {
   auto dag = dense_relu_dag(12, 16, 5);
   State st(dag);
@@ -143,7 +162,7 @@ TEST_CASE("every step kind round-trips through JSON", "[steps]") {
       AnnotateStep{0, 1, Annotation::Vectorize}, AnnotateStep{0, 0, Annotation::ThreadIdxX},
       PragmaStep{0, 0, "auto_unroll_max_step", 64}, ComputeAtStep{0, 1, 3}, ComputeInlineStep{2},
       ComputeRootStep{1},            CacheWriteStep{0, ir::MemoryScope::Local},
-      CacheWriteStep{1, ir::MemoryScope::Shared}};
+      CacheWriteStep{1, ir::MemoryScope::Shared}, CacheReadStep{"B", ir::MemoryScope::Local, {1, 2}}};
   const auto j = steps_to_json(steps);
   const auto back = steps_from_json(nlohmann::json::parse(j.dump()));
   REQUIRE(back.size() == steps.size());

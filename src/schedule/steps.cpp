@@ -193,6 +193,60 @@ void apply(const CacheWriteStep& s, State& st) {
   stages.insert(stages.begin() + s.stage, cache);
 }
 
+// Rewrites reads of tensor `from` into reads of `to`.
+class RenameReads : public ir::IRMutator {
+ public:
+  RenameReads(std::string from, std::string to) : from_(std::move(from)), to_(std::move(to)) {}
+  ir::Expr visit_TensorRead(const ir::TensorRead* op, const ir::Expr& self) override {
+    ir::Expr e = IRMutator::visit_TensorRead(op, self);
+    const auto* t = e.as<ir::TensorRead>();
+    if (t->tensor != from_) return e;
+    return ir::TensorRead::make(t->type, to_, t->indices);
+  }
+
+ private:
+  std::string from_, to_;
+};
+
+void apply(const CacheReadStep& s, State& st) {
+  const te::ComputeDAG& dag = st.dag();
+  const te::Operation* src = nullptr;
+  if (int i = dag.find(s.tensor); i >= 0 && dag.ops[i].is_placeholder()) src = &dag.ops[i];
+  if (int i = st.stage_index(s.tensor); i >= 0) src = &st.stage(i).op;
+  KT_CANDIDATE_CHECK(src != nullptr, "cache_read: no tensor named '", s.tensor, "'");
+  KT_CANDIDATE_CHECK(!s.readers.empty(), "cache_read of ", s.tensor, ": no reader stages given");
+  const std::string name = s.tensor + "." + scope_str(s.scope);
+  KT_CANDIDATE_CHECK(st.stage_index(name) < 0, "cache_read of ", s.tensor, ": stage ", name, " exists already");
+  int first = st.num_stages();
+  for (int r : s.readers) {
+    stage_of(st, r, "cache_read");
+    KT_CANDIDATE_CHECK(reads_tensor(st.stage(r).op, s.tensor), "cache_read of ", s.tensor, ": stage ",
+                       st.stage(r).op.name, " does not read it");
+    first = std::min(first, r);
+  }
+  te::Operation copy;
+  copy.name = name;
+  copy.dtype = src->dtype;
+  copy.shape = src->shape;
+  std::vector<ir::Expr> idx;
+  for (size_t d = 0; d < src->shape.size(); ++d) {
+    ir::Expr v = ir::Var::make("ax" + std::to_string(d));
+    copy.axes.push_back({v, src->shape[d]});
+    idx.push_back(v);
+  }
+  copy.body = ir::TensorRead::make(src->dtype, s.tensor, idx);
+  Stage stage;
+  stage.op = copy;
+  for (const auto& a : copy.axes) stage.iters.push_back({a.var.as<ir::Var>()->name, a.extent, IterKind::Spatial});
+  for (size_t i = 0; i < stage.iters.size(); ++i) stage.leaf.push_back(int(i));
+  auto& stages = st.mutable_stages();
+  RenameReads rename(s.tensor, name);
+  for (int r : s.readers) stages[r].op.body = rename.mutate(stages[r].op.body);
+  for (Stage& other : stages)
+    if (other.attach_stage >= first) ++other.attach_stage;
+  stages.insert(stages.begin() + first, stage);
+}
+
 std::string ints(const std::vector<int64_t>& v) {
   return "[" + join(v, ", ", [](int64_t x) { return std::to_string(x); }) + "]";
 }
@@ -230,6 +284,7 @@ std::string Step::kind() const {
                         [](const ComputeInlineStep&) { return "compute_inline"; },
                         [](const ComputeRootStep&) { return "compute_root"; },
                         [](const CacheWriteStep&) { return "cache_write"; },
+                        [](const CacheReadStep&) { return "cache_read"; },
                     },
                     v);
 }
@@ -269,6 +324,10 @@ std::string Step::to_string(const State& st) const {
           [&](const CacheWriteStep& s) {
             return "cache_write(" + stage_name(st, s.stage) + ", " + scope_str(s.scope) + ")";
           },
+          [&](const CacheReadStep& s) {
+            return "cache_read(" + s.tensor + ", " + scope_str(s.scope) + ", [" +
+                   join(s.readers, ", ", [&](int r) { return stage_name(st, r); }) + "])";
+          },
       },
       v);
 }
@@ -291,6 +350,9 @@ json Step::to_json() const {
           [](const ComputeInlineStep& s) { return json{{"stage", s.stage}}; },
           [](const ComputeRootStep& s) { return json{{"stage", s.stage}}; },
           [](const CacheWriteStep& s) { return json{{"stage", s.stage}, {"scope", scope_str(s.scope)}}; },
+          [](const CacheReadStep& s) {
+            return json{{"tensor", s.tensor}, {"scope", scope_str(s.scope)}, {"readers", s.readers}};
+          },
       },
       v);
   j["kind"] = kind();
@@ -321,18 +383,19 @@ Step Step::from_json(const json& j) {
     return ComputeAtStep{stage(), get_field<int>(j, kc, "target_stage"), get_field<int>(j, kc, "target_iter")};
   if (k == "compute_inline") return ComputeInlineStep{stage()};
   if (k == "compute_root") return ComputeRootStep{stage()};
-  if (k == "cache_write") {
+  auto scope = [&] {
     const auto sc = get_field<std::string>(j, kc, "scope");
-    ir::MemoryScope scope;
-    if (sc == "local") scope = ir::MemoryScope::Local;
-    else if (sc == "shared") scope = ir::MemoryScope::Shared;
-    else if (sc == "global") scope = ir::MemoryScope::Global;
-    else throw UserError("step 'cache_write': unknown scope '" + sc + "' (local, shared, global)");
-    return CacheWriteStep{stage(), scope};
-  }
+    if (sc == "local") return ir::MemoryScope::Local;
+    if (sc == "shared") return ir::MemoryScope::Shared;
+    if (sc == "global") return ir::MemoryScope::Global;
+    throw UserError("step '" + k + "': unknown scope '" + sc + "' (local, shared, global)");
+  };
+  if (k == "cache_write") return CacheWriteStep{stage(), scope()};
+  if (k == "cache_read")
+    return CacheReadStep{get_field<std::string>(j, kc, "tensor"), scope(), get_field<std::vector<int>>(j, kc, "readers")};
   throw UserError("unknown step kind '" + k +
                   "' (known: split, fuse, reorder, annotate, pragma, compute_at, compute_inline, "
-                  "compute_root, cache_write)");
+                  "compute_root, cache_write, cache_read)");
 }
 
 json steps_to_json(const std::vector<Step>& steps) {

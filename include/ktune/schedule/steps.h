@@ -61,9 +61,19 @@ struct CacheWriteStep {
   ir::MemoryScope scope;
 };
 
+// Adds a stage "<tensor>.<scope>" that copies tensor (an input or a stage's output) and makes
+// the `readers` stages read the copy. Computed at a loop of a reader, the copy holds only the
+// region that loop reads, contiguously: packing a panel of a matrix, say. The new stage goes
+// before the first reader.
+struct CacheReadStep {
+  std::string tensor;
+  ir::MemoryScope scope;
+  std::vector<int> readers;
+};
+
 using StepVariant = std::variant<SplitStep, FuseStep, ReorderStep, AnnotateStep, PragmaStep,
                                  ComputeAtStep, ComputeInlineStep, ComputeRootStep,
-                                 CacheWriteStep>;
+                                 CacheWriteStep, CacheReadStep>;
 
 struct Step {
   StepVariant v;
