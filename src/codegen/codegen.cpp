@@ -61,17 +61,29 @@ std::string emit_llvm_ir(const ir::LoweredFunc& f, const target::Target& t) {
   return out;
 }
 
-std::string emit_assembly(const ir::LoweredFunc& f, const target::Target& t) {
+namespace {
+
+std::string emit_file(const ir::LoweredFunc& f, const target::Target& t, llvm::CodeGenFileType type) {
   auto tm = make_target_machine(t);
   llvm::LLVMContext ctx;
   auto m = emit_llvm(prepare_for_codegen(f, t), ctx, *tm, t);
   llvm::SmallString<0> buf;
   llvm::raw_svector_ostream os(buf);
   llvm::legacy::PassManager pm;
-  KT_CHECK(!tm->addPassesToEmitFile(pm, os, nullptr, llvm::CodeGenFileType::AssemblyFile),
-           "the target machine for ", t.name, " cannot emit assembly");
+  KT_CHECK(!tm->addPassesToEmitFile(pm, os, nullptr, type), "the target machine for ", t.name, " cannot emit ",
+           type == llvm::CodeGenFileType::AssemblyFile ? "assembly" : "object files");
   pm.run(*m);
   return std::string(buf.str());
+}
+
+}  // namespace
+
+std::string emit_assembly(const ir::LoweredFunc& f, const target::Target& t) {
+  return emit_file(f, t, llvm::CodeGenFileType::AssemblyFile);
+}
+
+std::string emit_object(const ir::LoweredFunc& f, const target::Target& t) {
+  return emit_file(f, t, llvm::CodeGenFileType::ObjectFile);
 }
 
 }  // namespace ktune::codegen

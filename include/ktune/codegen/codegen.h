@@ -17,5 +17,10 @@ ir::LoweredFunc prepare_for_codegen(const ir::LoweredFunc& f, const target::Targ
 std::string emit_llvm_ir(const ir::LoweredFunc& f, const target::Target& t);
 // Assembly text of the optimized module.
 std::string emit_assembly(const ir::LoweredFunc& f, const target::Target& t);
+// The optimized module as a relocatable object file (ELF on Linux triples), position
+// independent. It defines the external symbol f.name with the C ABI `void NAME(void** args)`
+// (see llvm_codegen.h); a kernel with parallel loops references `ktune_parallel_for`, which
+// the user links in (codegen/export.h writes a C implementation).
+std::string emit_object(const ir::LoweredFunc& f, const target::Target& t);
 
 }  // namespace ktune::codegen
