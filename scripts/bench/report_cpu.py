@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Table of scripts/bench_cpu.sh results: per thread count and workload, ktune's GFLOP/s
+(tuned here, best in the given tuning logs, replayed schedules), the baselines' GFLOP/s, and
+ktune / best baseline, with the geometric mean of that ratio per group."""
+
+import argparse
+import json
+import math
+import sys
+
+GROUP_TITLES = {
+    "matmul": "matmul",
+    "resnet18_conv": "ResNet-18 conv2d (batch 1)",
+    "mobilenet_dw": "MobileNet-v2 depthwise 3x3 (batch 1)",
+}
+
+
+def read_jsonl(path):
+    rows = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                print(f"report_cpu.py: {path}:{n}: skipping a malformed line", file=sys.stderr)
+    return rows
+
+
+def parse_flags(flags):
+    params = {}
+    for f in flags.split():
+        k, v = f[2:].split("=", 1)
+        params[k] = int(v)
+    return params
+
+
+def params_match(wl_params, params):
+    """A record's params name the workload: every flag agrees, other keys are defaults."""
+    for k, v in wl_params.items():
+        if k not in params or params[k] != v:
+            return False
+    extra_defaults = {"N": 1, "dilation": 1, "dtype": "f32"}
+    for k, v in params.items():
+        if k not in wl_params and k in extra_defaults and v != extra_defaults[k]:
+            return False
+    return True
+
+
+def fmt(x, width=8):
+    return f"{x:{width}.1f}" if x is not None else f"{'-':>{width}}"
+
+
+def geomean(xs):
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workloads", required=True)
+    ap.add_argument("--baselines", required=True)
+    ap.add_argument("--ktune", required=True)
+    ap.add_argument("--threads", required=True)
+    ap.add_argument("--log", action="append", default=[])
+    ap.add_argument("--markdown")
+    a = ap.parse_args()
+
+    workloads = []
+    with open(a.workloads) as f:
+        for line in f:
+            wid, group, kernel, flags, macs = line.rstrip("\n").split("\t")
+            workloads.append({"id": wid, "group": group, "kernel": kernel,
+                              "params": parse_flags(flags)})
+    threads = [int(t) for t in a.threads.split()]
+
+    base = {}  # (workload, threads, lib/variant) -> gflops
+    for r in read_jsonl(a.baselines):
+        if r.get("ok", True):
+            base[(r["workload"], r["threads"], r["lib"] + "/" + r["variant"])] = r["gflops"]
+
+    tuned, replayed, unmatched = {}, {}, []
+    for r in read_jsonl(a.ktune):
+        if r.get("gflops") is None:
+            continue
+        if r["source"] == "tune":
+            tuned[(r["workload"], r["threads"])] = r["gflops"]
+        elif r["source"] == "replay":
+            hit = False
+            for w in workloads:
+                if w["kernel"] == r.get("kernel") and params_match(w["params"], r.get("params") or {}):
+                    key = (w["id"], r["threads"])
+                    replayed[key] = max(replayed.get(key, 0), r["gflops"])
+                    hit = True
+            if not hit:
+                unmatched.append(r)
+
+    from_log = {}
+    for path in a.log:
+        for r in read_jsonl(path):
+            res = r.get("result") or {}
+            if res.get("error") is not None or res.get("gflops") is None:
+                continue
+            wl = r.get("workload") or {}
+            params = dict(wl.get("params") or {})
+            if "dtype" in wl:
+                params.setdefault("dtype", wl["dtype"])
+            for w in workloads:
+                if w["kernel"] == wl.get("kernel") and params_match(w["params"], params):
+                    key = (w["id"], r.get("threads"))
+                    from_log[key] = max(from_log.get(key, 0), res["gflops"])
+
+    have_tune = bool(tuned)
+    have_log = bool(a.log)
+    have_replay = bool(replayed) or bool(unmatched)
+    text, md = [], []
+
+    for t in threads:
+        for group in ["matmul", "resnet18_conv", "mobilenet_dw"]:
+            wls = [w for w in workloads if w["group"] == group]
+            if not wls:
+                continue
+            is_mm = group == "matmul"
+            v1 = "onednn/packed" if is_mm else "onednn/any"
+            v2 = "onednn/plain" if is_mm else "onednn/nchw"
+            cols = []
+            if have_tune:
+                cols.append("ktune tuned")
+            if have_log:
+                cols.append("ktune log")
+            if have_replay:
+                cols.append("ktune replay")
+            cols += ["oneDNN packed B" if is_mm else "oneDNN any",
+                     "oneDNN plain B" if is_mm else "oneDNN nchw"]
+            if is_mm:
+                cols.append("OpenBLAS")
+            cols.append("ktune/best")
+            title = f"{GROUP_TITLES[group]}, {t} thread{'s' if t > 1 else ''} (GFLOP/s)"
+            text.append(title)
+            text.append(f"{'workload':<30}" + "".join(f"{c:>16}" for c in cols))
+            md.append(f"**{title}**\n")
+            md.append("| workload | " + " | ".join(cols) + " |")
+            md.append("| --- |" + " ---: |" * len(cols))
+            ratios = []
+            for w in wls:
+                key = (w["id"], t)
+                vals = []
+                kbest = None
+                for have, src in ((have_tune, tuned), (have_log, from_log), (have_replay, replayed)):
+                    if have:
+                        v = src.get(key)
+                        vals.append(v)
+                        if v is not None:
+                            kbest = max(kbest or 0, v)
+                bl = [base.get((w["id"], t, v1)), base.get((w["id"], t, v2))]
+                if is_mm:
+                    bl.append(base.get((w["id"], t, "openblas/sgemm")))
+                vals += bl
+                present = [b for b in bl if b is not None]
+                ratio = kbest / max(present) if kbest is not None and present else None
+                if ratio is not None:
+                    ratios.append(ratio)
+                rtxt = f"{ratio:.2f}" if ratio is not None else "-"
+                text.append(f"{w['id']:<30}" + "".join(fmt(v, 16) for v in vals) + f"{rtxt:>16}")
+                md.append(f"| {w['id']} | " + " | ".join(f"{v:.1f}" if v is not None else "-" for v in vals)
+                          + f" | {rtxt} |")
+            g = geomean(ratios)
+            gtxt = f"{g:.2f} over {len(ratios)} workload{'s' if len(ratios) != 1 else ''}" if g else "-"
+            text.append(f"{'geomean ktune/best baseline':<30} {gtxt}")
+            text.append("")
+            md.append(f"| geomean ktune/best | " + " | ".join("" for _ in cols[:-1])
+                      + f" | {g:.2f} |" if g else "| geomean ktune/best |" + " |" * len(cols))
+            md.append("")
+    for r in unmatched:
+        line = (f"replayed {r['file']} ({r.get('kernel')} {r.get('params')}) at {r['threads']} "
+                f"thread(s): {r['gflops']:.1f} GFLOP/s (no matching workload)")
+        text.append(line)
+        md.append(line + "\n")
+    print("\n".join(text))
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            f.write("\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    main()

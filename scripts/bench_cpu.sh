@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# ktune against vendor libraries on the CPU, in one run: oneDNN (matmul, ResNet-18 conv2d
+# layers, MobileNet-v2 depthwise layers) and OpenBLAS (sgemm), timed by
+# scripts/bench/baselines.cpp with ktune's protocol, and ktune tuning the same workloads
+# (plus, optionally, records from existing tuning logs and replayed hand-written schedules).
+# Prints, per thread count, a table of GFLOP/s and the ratio ktune / best baseline, with the
+# geometric mean of the ratio per group.
+#
+# Usage: scripts/bench_cpu.sh [--threads "1 2"] [--quick] [--budget N] [--groups G,G]
+#                             [--only ID,ID] [--ktune-log LOG]... [--ktune-schedules DIR]
+#                             [--no-tune] [--repeat R] [--out DIR]
+#   --threads LIST         thread counts to measure (default: "1 N", N = nproc)
+#   --quick                9 of the 27 workloads, ktune budget 8 (unless --budget/KTUNE_BUDGET)
+#   --budget N             ktune candidates per tune (default: $KTUNE_BUDGET, else 32; 8 quick)
+#   --groups G,G           only these groups: matmul, resnet18_conv, mobilenet_dw
+#   --only ID,ID           only these workloads (ids as in the table)
+#   --ktune-log LOG        also take ktune's best valid record per workload and thread count
+#                          from this existing tuning log (may repeat)
+#   --ktune-schedules DIR  replay every DIR/*.json schedule ({"kernel","params","steps"}) with
+#                          `ktune replay`, when this ktune has that command
+#   --no-tune              do not tune (ktune numbers only from --ktune-log / --ktune-schedules)
+#   --repeat R             baselines: best of R runs of the timing protocol (default 3)
+#   --out DIR              keep the raw results here (default: build/bench/cpu-DATE)
+#
+# Duration on the 2-core development machine: --quick about 6 minutes at "1 2"; the full
+# set at "1 2" with budget 32 about 45 minutes, almost all of it ktune tuning (the baselines
+# alone take about 1 minute). Environment: KTUNE (ktune binary, default build/ktune),
+# KTUNE_BUDGET, CXX (default g++).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ktune="${KTUNE:-$root/build/ktune}"
+
+threads="1 $(nproc)"
+quick=0
+budget="${KTUNE_BUDGET:-}"
+groups=""
+only=""
+logs=()
+schedules=""
+tune=1
+repeat=3
+out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --threads) threads="$2"; shift 2 ;;
+    --threads=*) threads="${1#*=}"; shift ;;
+    --quick) quick=1; shift ;;
+    --budget) budget="$2"; shift 2 ;;
+    --budget=*) budget="${1#*=}"; shift ;;
+    --groups) groups="$2"; shift 2 ;;
+    --groups=*) groups="${1#*=}"; shift ;;
+    --only) only="$2"; shift 2 ;;
+    --only=*) only="${1#*=}"; shift ;;
+    --ktune-log) logs+=("$2"); shift 2 ;;
+    --ktune-log=*) logs+=("${1#*=}"); shift ;;
+    --ktune-schedules) schedules="$2"; shift 2 ;;
+    --ktune-schedules=*) schedules="${1#*=}"; shift ;;
+    --no-tune) tune=0; shift ;;
+    --repeat) repeat="$2"; shift 2 ;;
+    --repeat=*) repeat="${1#*=}"; shift ;;
+    --out) out="$2"; shift 2 ;;
+    --out=*) out="${1#*=}"; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench_cpu.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ -n "$budget" ] || { [ "$quick" = 1 ] && budget=8 || budget=32; }
+threads="$(echo "$threads" | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')"
+for t in $threads; do
+  [[ "$t" =~ ^[1-9][0-9]*$ ]] || { echo "bench_cpu.sh: bad thread count '$t'" >&2; exit 2; }
+done
+for l in "${logs[@]}"; do
+  [ -r "$l" ] || { echo "bench_cpu.sh: cannot read ktune log '$l'" >&2; exit 2; }
+done
+[ -z "$schedules" ] || [ -d "$schedules" ] || { echo "bench_cpu.sh: no directory '$schedules'" >&2; exit 2; }
+
+# --- dependencies: oneDNN and OpenBLAS from Debian --------------------------------------
+missing=()
+for p in libdnnl-dev libopenblas-dev; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bench_cpu.sh: ${missing[*]} not installed; installing with apt-get (needed for the baselines only)" >&2
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >&2 || {
+    echo "bench_cpu.sh: apt-get install ${missing[*]} failed" >&2; exit 1; }
+fi
+
+# --- build the baselines program (outside the CMake build) -------------------------------
+bench_dir="$root/build/bench"
+mkdir -p "$bench_dir"
+baselines="$bench_dir/baselines"
+src="$root/scripts/bench/baselines.cpp"
+if [ ! -x "$baselines" ] || [ "$src" -nt "$baselines" ]; then
+  echo "bench_cpu.sh: building $baselines" >&2
+  "${CXX:-g++}" -std=c++20 -O3 -march=native -fopenmp -o "$baselines" "$src" -ldnnl -lopenblas
+fi
+
+if [ "$tune" = 1 ] || [ -n "$schedules" ]; then
+  if [ ! -x "$ktune" ]; then
+    echo "bench_cpu.sh: $ktune not found; building it" >&2
+    cmake -S "$root" -B "$root/build" -G Ninja -DCMAKE_BUILD_TYPE=Release >&2
+    ninja -C "$root/build" ktune >&2
+  fi
+fi
+# OpenBLAS 0.3.21 does not know CPUs newer than its release (this machine's model 207, an
+# Emerald Rapids, included) and falls back to its Prescott (SSE3) kernels, which would make
+# a straw man of it: pick the AVX-512 (SkylakeX) or AVX2 (Haswell) kernels instead.
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+  core=$("$baselines" --openblas-core)
+  if [ "$core" = Prescott ] || [ "$core" = Core2 ] || [ "$core" = Nehalem ]; then
+    if grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
+    elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
+    [ -n "${OPENBLAS_CORETYPE:-}" ] &&
+      echo "bench_cpu.sh: OpenBLAS does not recognise this CPU (it picked $core kernels); using OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE" >&2
+  fi
+fi
+
+replay=0
+if [ -n "$schedules" ]; then
+  if "$ktune" --help 2>&1 | grep -qE '^[[:space:]]+replay([[:space:]]|$)'; then
+    replay=1
+  else
+    echo "bench_cpu.sh: this ktune has no 'replay' command; schedules in $schedules are not replayed" >&2
+  fi
+fi
+
+[ -n "$out" ] || out="$bench_dir/cpu-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$out"
+# Tune with a snapshot of the binary: others may rebuild build/ktune during a long run.
+if [ -x "$ktune" ]; then
+  cp "$ktune" "$out/ktune"
+  ktune="$out/ktune"
+  trap 'rm -f "$out/ktune"' EXIT
+fi
+list_args=()
+[ "$quick" = 1 ] && list_args+=(--quick)
+[ -n "$groups" ] && list_args+=(--groups "$groups")
+[ -n "$only" ] && list_args+=(--only "$only")
+"$baselines" --list "${list_args[@]}" > "$out/workloads.tsv"
+[ -s "$out/workloads.tsv" ] || { echo "bench_cpu.sh: no workload selected" >&2; exit 2; }
+: > "$out/baselines.jsonl"
+: > "$out/ktune.jsonl"
+: > "$out/errors.txt"
+nwork=$(wc -l < "$out/workloads.tsv")
+echo "bench_cpu.sh: $nwork workloads, threads: $threads, ktune budget: $budget$([ "$tune" = 1 ] || echo ' (not tuning)'), results in $out" >&2
+start=$(date +%s)
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "start: $(date -u +%FT%TZ) load average $load_start" > "$out/run.txt"
+
+# The summary's best.gflops (or, for other commands' output, gflops / result.gflops).
+gflops_of() {
+  python3 -c '
+import json, re, sys
+text = sys.stdin.read()
+try:
+    d = json.loads(text)
+    for get in (lambda d: d["best"]["gflops"], lambda d: d["gflops"], lambda d: d["result"]["gflops"]):
+        try:
+            v = get(d)
+            if v is not None:
+                print(v); sys.exit(0)
+        except (KeyError, TypeError):
+            pass
+except ValueError:
+    m = re.findall(r"([0-9.]+)\s*GFLOP/s", text)
+    if m:
+        print(m[-1]); sys.exit(0)
+print("null")'
+}
+
+for t in $threads; do
+  export OMP_NUM_THREADS="$t" OPENBLAS_NUM_THREADS="$t"
+  i=0
+  while IFS=$'\t' read -r id group kernel flags macs; do
+    i=$((i + 1))
+    echo "bench_cpu.sh: [$t thread(s)] $i/$nwork $id" >&2
+    # Baselines: each library in its own process, so one's spinning thread pool does not
+    # steal cycles from the other's.
+    "$baselines" --lib onednn --threads "$t" --repeat "$repeat" --only "$id" >> "$out/baselines.jsonl" 2>> "$out/baselines.txt" ||
+      echo "$id threads=$t: oneDNN baseline failed (see baselines.txt)" | tee -a "$out/errors.txt" >&2
+    if [ "$group" = matmul ]; then
+      "$baselines" --lib openblas --threads "$t" --repeat "$repeat" --only "$id" >> "$out/baselines.jsonl" 2>> "$out/baselines.txt" ||
+        echo "$id threads=$t: OpenBLAS baseline failed (see baselines.txt)" | tee -a "$out/errors.txt" >&2
+    fi
+    if [ "$tune" = 1 ]; then
+      # shellcheck disable=SC2086
+      summary=$("$ktune" "$kernel" $flags --budget="$budget" --threads="$t" --json \
+                 --log="$out/ktune-$id-t$t.jsonl" 2>> "$out/ktune-stderr.txt") || true
+      g=$(printf '%s' "$summary" | gflops_of)
+      secs=$(printf '%s' "$summary" | python3 -c 'import json,sys
+try: print(json.load(sys.stdin).get("tuning_seconds"))
+except Exception: print("null")')
+      [ "$g" = null ] && echo "$id threads=$t: ktune found no valid candidate (see ktune-stderr.txt)" | tee -a "$out/errors.txt" >&2
+      printf '{"workload":"%s","threads":%s,"source":"tune","budget":%s,"gflops":%s,"tuning_seconds":%s}\n' \
+        "$id" "$t" "$budget" "$g" "${secs:-null}" >> "$out/ktune.jsonl"
+    fi
+  done < "$out/workloads.tsv"
+
+  if [ "$replay" = 1 ]; then
+    for f in "$schedules"/*.json; do
+      [ -e "$f" ] || continue
+      echo "bench_cpu.sh: [$t thread(s)] replaying $(basename "$f")" >&2
+      res=$("$ktune" replay "$f" --threads="$t" --json --log="$out/replay-$(basename "$f" .json)-t$t.jsonl" \
+              2>> "$out/ktune-stderr.txt") || true
+      g=$(printf '%s' "$res" | gflops_of)
+      [ "$g" = null ] && echo "$(basename "$f") threads=$t: replay gave no time (see ktune-stderr.txt)" | tee -a "$out/errors.txt" >&2
+      python3 -c 'import json, sys
+f, t, g = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = json.load(open(f))
+print(json.dumps({"source": "replay", "file": f, "kernel": s.get("kernel"), "params": s.get("params", {}),
+                  "threads": t, "gflops": None if g == "null" else float(g)}))' "$f" "$t" "$g" >> "$out/ktune.jsonl"
+    done
+  fi
+done
+elapsed=$(( $(date +%s) - start ))
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "end:   $(date -u +%FT%TZ) load average $load_end, $elapsed s" >> "$out/run.txt"
+
+report_args=(--workloads "$out/workloads.tsv" --baselines "$out/baselines.jsonl" --ktune "$out/ktune.jsonl"
+             --threads "$threads" --markdown "$out/table.md")
+for l in "${logs[@]}"; do report_args+=(--log "$l"); done
+python3 "$root/scripts/bench/report_cpu.py" "${report_args[@]}" | tee "$out/table.txt"
+echo "bench_cpu.sh: done in $((elapsed / 60)) min $((elapsed % 60)) s (load average $load_start at the start, $load_end at the end); raw results, logs and table.md in $out" >&2
+if [ -s "$out/errors.txt" ]; then
+  echo "bench_cpu.sh: $(wc -l < "$out/errors.txt") problem(s), see $out/errors.txt" >&2
+fi
