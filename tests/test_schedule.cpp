@@ -192,3 +192,237 @@ TEST_CASE("replay reproduces a state and printing names the loops", "[steps]") {
   CHECK_THAT(st.steps_text(), Catch::Contains("split(C, r0, [4])") && Catch::Contains("fuse(C, [i.0, i.1])"));
   CHECK(ir::to_string(lower(again, "k").body) == ir::to_string(lower(st, "k").body));
 }
+
+// ---------------------------------------------------------------------------------------
+// follow_split, follow_fused_split, rfactor, storage_align
+
+namespace {
+// Ansor-style fusion of dense+relu: D tiled i -> [.., a, b], j -> [.., c, d]; Y follows the
+// outer two levels of both splits and D is computed at Y's level-2 tile.
+State fused_dense_relu(std::shared_ptr<const te::ComputeDAG> dag, int n_split) {
+  State st(dag);                                     // D: i j k ; Y: i j
+  st.apply(SplitStep{0, 0, {2, 3}});                 // 0: D i.0 i.1 i.2 j k
+  st.apply(SplitStep{0, 3, {4, 2}});                 // 1: D i.0 i.1 i.2 j.0 j.1 j.2 k
+  st.apply(ReorderStep{0, {0, 3, 1, 4, 6, 2, 5}});   // 2: D i.0 j.0 i.1 j.1 k i.2 j.2
+  st.apply(FollowSplitStep{1, 0, 0, n_split});       // 3: Y i.0 .. j
+  st.apply(FollowSplitStep{1, n_split + 1, 1, n_split});  // 4: Y i.0 .. j.0 ..
+  return st;
+}
+}  // namespace
+
+TEST_CASE("follow_split: a consumer follows its producer's tiling", "[lower][follow]") {
+  for (auto [m, n] : {std::pair<int64_t, int64_t>{12, 16}, {13, 11}}) {
+    auto dag = dense_relu_dag(m, n, 5);
+    State st = fused_dense_relu(dag, 2);
+    // Y: i.0 i.1 i.2 j.0 j.1 j.2 -> i.0 j.0 i.1 j.1 i.2 j.2; D at j.1.
+    // D's leaf: i.0 j.0 i.1 j.1 k i.2 j.2 after its reorder.
+    for (auto [y, d] : {std::pair{0, 0}, {1, 2}, {2, 5}, {3, 1}, {4, 3}, {5, 6}})
+      CHECK(st.stage(1).leaf_iter(y).extent == st.stage(0).leaf_iter(d).extent);
+    CHECK(st.stage(1).leaf_iter(1).extent == 2);
+    CHECK(st.stage(1).leaf_iter(2).extent == 3);
+    CHECK(st.stage(1).leaf_iter(5).extent == 2);
+    st.apply(ReorderStep{1, {0, 3, 1, 4, 2, 5}});
+    st.apply(ComputeAtStep{0, 1, 3});
+    CHECK(check_lowering(st) < 1e-5);
+    CHECK_THAT(st.steps_text(), Catch::Contains("follow_split(Y, i, step 0, n_split=2)"));
+  }
+  // n_split = 1: one loop of the product of the lengths; n_split = 3: a trailing loop of 1.
+  for (int n_split : {1, 3}) {
+    auto dag = dense_relu_dag(13, 11, 4);
+    State st = fused_dense_relu(dag, n_split);
+    const Stage& y = st.stage(1);
+    REQUIRE(int(y.leaf.size()) == 2 * (n_split + 1));
+    CHECK(y.leaf_iter(n_split).extent == (n_split == 1 ? 6 : 1));
+    st.apply(ComputeAtStep{0, 1, 0});
+    CHECK(check_lowering(st) < 1e-5);
+  }
+}
+
+TEST_CASE("follow_fused_split splits a fused loop by a product of split lengths", "[lower][follow]") {
+  for (bool factor : {true, false}) {
+    auto dag = dense_relu_dag(13, 11, 4);
+    State st(dag);
+    st.apply(SplitStep{0, 0, {2, 4}});  // 0
+    st.apply(SplitStep{0, 3, {4, 2}});  // 1
+    st.apply(FuseStep{1, {0, 1}});      // 2: Y i@j (143)
+    st.apply(FollowFusedSplitStep{1, 0, {0, 1}, 0, factor});  // by 2 * 4 = 8
+    const Stage& y = st.stage(1);
+    REQUIRE(y.leaf.size() == 2);
+    if (factor) {
+      CHECK(y.leaf_iter(0).extent == 18);
+      CHECK(y.leaf_iter(1).extent == 8);
+    } else {
+      CHECK(y.leaf_iter(0).extent == 8);  // ceil(143 / 18) = 8 parts of 18
+      CHECK(y.leaf_iter(1).extent == 18);
+    }
+    st.apply(AnnotateStep{1, 1, Annotation::Vectorize});
+    CHECK(check_lowering(st) < 1e-5);
+    CHECK_THAT(st.steps_text(), Catch::Contains("follow_fused_split(Y, i@j, steps [0, 1], level=0, "));
+  }
+}
+
+TEST_CASE("rfactor: a split reduction loop becomes a spatial axis of NAME.rf", "[lower][rfactor]") {
+  SECTION("matmul, inner and outer part, guarded tail") {
+    for (int which : {0, 1}) {
+      for (int factor_pos : {0, 2}) {
+        auto dag = matmul_dag(8, 6, 30);
+        State st(dag);
+        st.apply(SplitStep{0, 2, {4}});  // C: i j k.0 (8) k.1 (4): 32 covers 30
+        st.apply(RfactorStep{0, 2 + which, factor_pos});
+        REQUIRE(st.num_stages() == 2);
+        const Stage& rf = st.stage(0);
+        CHECK(rf.op.name == "C.rf");
+        CHECK(rf.op.shape[factor_pos] == (which ? 4 : 8));
+        CHECK(rf.op.reduce_axes.size() == 1);
+        CHECK(st.stage(1).op.name == "C");
+        CHECK(st.stage(1).op.reduce_axes.size() == 1);
+        CHECK(st.stage(1).leaf.size() == 3);
+        CHECK(check_lowering(st) < 1e-5);
+        // Parallel over the factored axis of the rf stage; the final reduction vectorized.
+        st.apply(AnnotateStep{0, factor_pos, Annotation::Parallel});
+        st.apply(SplitStep{1, 1, {3}});
+        st.apply(ReorderStep{1, {0, 1, 3, 2}});
+        st.apply(AnnotateStep{1, 3, Annotation::Vectorize});
+        CHECK(check_lowering(st) < 1e-5);
+        CHECK_THAT(st.steps_text(), Catch::Contains(which ? "rfactor(C, r0.1, factor_iter_id=" : "rfactor(C, r0.0, "));
+      }
+    }
+  }
+  SECTION("fused reduction loops of a convolution, rf stage computed at the consumer") {
+    auto dag = conv1d_dag(3, 10, 4, 3, 1);  // Ipad, O: k q c s
+    State st(dag);
+    st.apply(ComputeInlineStep{0});
+    st.apply(FuseStep{1, {2, 3}});       // O: k q c@s (9)
+    st.apply(SplitStep{1, 2, {2}});      // O: k q (c@s).0 (5) (c@s).1 (2)
+    st.apply(RfactorStep{1, 3, 1});      // O.rf: k, (c@s).1, q; reduce (c@s).0
+    REQUIRE(st.num_stages() == 3);
+    CHECK(st.stage(1).op.name == "O.rf");
+    CHECK(st.stage(1).op.shape == std::vector<int64_t>{4, 2, 10});
+    CHECK(check_lowering(st) < 1e-5);
+    st.apply(ComputeAtStep{1, 2, 1});    // O.rf at O's q loop
+    CHECK(check_lowering(st) < 1e-5);
+  }
+  SECTION("max reduction with a masked tail, then the stage indices of later stages") {
+    auto dag = softmax_dag(5, 9);  // mx e sm Y
+    State st(dag);
+    st.apply(SplitStep{0, 1, {4}});  // mx: i r0.0 (3) r0.1 (4): 12 covers 9
+    st.apply(RfactorStep{0, 2, 1});
+    REQUIRE(st.num_stages() == 5);
+    CHECK(st.stage(0).op.name == "mx.rf");
+    CHECK(st.stage(2).op.name == "e");
+    st.apply(ComputeInlineStep{2});
+    st.apply(RfactorStep{3, 1, 0});  // sm: unsplit: sm.rf is element-wise
+    CHECK(st.stage(3).op.name == "sm.rf");
+    CHECK(st.stage(3).op.reduce == te::ReduceKind::None);
+    CHECK(check_lowering(st) < 1e-5);
+  }
+}
+
+TEST_CASE("storage_align pads the strides of a stage's buffer", "[lower][storage_align]") {
+  SECTION("root intermediate") {
+    auto dag = dense_relu_dag(12, 16, 5);
+    State st(dag);
+    st.apply(StorageAlignStep{0, 0, 8, 1});  // stride of D's rows: 16 -> 17
+    CHECK(check_lowering(st) < 1e-5);
+    const std::string text = ir::to_string(lower(st, "k").body);
+    INFO(text);
+    CHECK(text.find("allocate D[f32 * 203]") != std::string::npos);  // 11 * 17 + 15 + 1
+    CHECK_THAT(st.steps_text(), Catch::Contains("storage_align(D, i, 8, 1)"));
+    CHECK_THAT(st.to_string(), Catch::Contains("storage_align(dim 0, 8, 1)"));
+  }
+  SECTION("innermost dimension and a cache tile computed at the output tile") {
+    for (int64_t n : {16, 13}) {
+      auto dag = matmul_dag(n, n, 6);
+      State st(dag);
+      st.apply(CacheWriteStep{0, ir::MemoryScope::Local});
+      st.apply(StorageAlignStep{0, 0, 16, 1});  // region rows: 4 -> 17
+      st.apply(StorageAlignStep{0, 1, 2, 0});   // columns: 1 -> 2
+      st.apply(SplitStep{1, 1, {4}});
+      st.apply(SplitStep{1, 0, {4}});
+      st.apply(ReorderStep{1, {0, 2, 1, 3}});
+      st.apply(ComputeAtStep{0, 1, 1});
+      st.apply(AnnotateStep{0, 1, Annotation::Vectorize});
+      CHECK(check_lowering(st) < 1e-5);
+      const std::string text = ir::to_string(lower(st, "k").body);
+      INFO(text);
+      CHECK(text.find("allocate C.local[f32 * 58]") != std::string::npos);  // 3*17 + 3*2 + 1
+    }
+  }
+}
+
+TEST_CASE("invalid follow_split, follow_fused_split, rfactor, storage_align are rejected", "[steps]") {
+  auto dag = dense_relu_dag(8, 8, 8);
+  State st(dag);
+  st.apply(SplitStep{0, 0, {2, 2}});  // 0
+  st.apply(FuseStep{1, {0, 1}});      // 1
+  auto msg = [&](const Step& s) {
+    State copy = st;
+    try {
+      copy.apply(s);
+    } catch (const InvalidCandidate& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  CHECK_THAT(msg(FollowSplitStep{1, 0, 1, 1}), Catch::Contains("follow_split") && Catch::Contains("is a fuse, not a split"));
+  CHECK_THAT(msg(FollowSplitStep{1, 0, 5, 1}), Catch::Contains("follow_split") && Catch::Contains("step 5 does not exist"));
+  CHECK_THAT(msg(FollowSplitStep{1, 0, 0, 4}), Catch::Contains("follow_split") && Catch::Contains("n_split 4 is not in 1..3"));
+  CHECK_THAT(msg(FollowSplitStep{1, 3, 0, 1}), Catch::Contains("follow_split") && Catch::Contains("no loop at position 3"));
+  CHECK_THAT(msg(FollowFusedSplitStep{1, 0, {0}, 2, true}),
+             Catch::Contains("follow_fused_split") && Catch::Contains("level 2 is not in 0..1"));
+  CHECK_THAT(msg(FollowFusedSplitStep{1, 0, {0, 1}, 0, true}),
+             Catch::Contains("follow_fused_split") && Catch::Contains("is a fuse, not a split"));
+  CHECK_THAT(msg(FollowFusedSplitStep{1, 0, {}, 0, true}), Catch::Contains("follow_fused_split") && Catch::Contains("no source steps"));
+  CHECK_THAT(msg(RfactorStep{0, 0, 0}), Catch::Contains("rfactor") && Catch::Contains("spatial loop, not a reduction loop"));
+  CHECK_THAT(msg(RfactorStep{0, 4, 3}), Catch::Contains("rfactor") && Catch::Contains("factor_iter_id 3 is not in 0..2"));
+  CHECK_THAT(msg(StorageAlignStep{0, 3, 0, 0}), Catch::Contains("storage_align") && Catch::Contains("factor 0 is not positive"));
+  CHECK_THAT(msg(StorageAlignStep{0, 3, 4, 4}), Catch::Contains("storage_align") && Catch::Contains("offset 4 is not in 0..3"));
+  CHECK_THAT(msg(StorageAlignStep{0, 0, 4, 0}), Catch::Contains("storage_align") && Catch::Contains("not a spatial axis"));
+  CHECK_THAT(msg(StorageAlignStep{0, 4, 4, 0}), Catch::Contains("storage_align") && Catch::Contains("not a spatial axis"));
+  CHECK_THROWS_WITH(State(dag).apply(StorageAlignStep{1, 0, 4, 0}),
+                    Catch::Contains("storage_align") && Catch::Contains("output"));
+  {
+    State twice = st;
+    twice.apply(RfactorStep{0, 4, 0});
+    CHECK_THROWS_WITH(twice.apply(RfactorStep{1, 2, 0}), Catch::Contains("rfactor") && Catch::Contains("D.rf exists already"));
+  }
+  {
+    State at = st;
+    at.apply(ComputeAtStep{0, 1, 0});
+    CHECK_THROWS_WITH(at.apply(RfactorStep{0, 4, 0}), Catch::Contains("rfactor") && Catch::Contains("at root"));
+  }
+  // A replayed list names the failing step.
+  CHECK_THROWS_WITH(replay(dag, {SplitStep{0, 0, {2}}, FollowSplitStep{1, 0, 0, 7}}),
+                    Catch::Contains("step 1 (follow_split)"));
+}
+
+TEST_CASE("the new steps round-trip through JSON and replay", "[steps]") {
+  std::vector<Step> steps = {FollowSplitStep{1, 0, 3, 2}, FollowFusedSplitStep{2, 1, {0, 4}, 1, false},
+                             RfactorStep{0, 3, 1}, StorageAlignStep{1, 0, 32, 8}};
+  const auto back = steps_from_json(nlohmann::json::parse(steps_to_json(steps).dump()));
+  REQUIRE(back.size() == steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    CHECK(back[i].key() == steps[i].key());
+    CHECK(back[i].kind() == steps[i].kind());
+  }
+  CHECK(steps[1].to_json().at("factor_or_nparts") == false);
+  CHECK_THROWS_WITH(steps_from_json(nlohmann::json::parse(R"([{"kind":"rfactor","stage":0,"iter":1}])")),
+                    Catch::Contains("missing the field 'factor_iter_id'"));
+
+  auto dag = dense_relu_dag(13, 11, 9);
+  State st = fused_dense_relu(dag, 2);
+  st.apply(ReorderStep{1, {0, 3, 1, 4, 2, 5}});
+  st.apply(ComputeAtStep{0, 1, 3});
+  st.apply(SplitStep{0, 4, {3}});  // D's k
+  State again = replay(dag, steps_from_json(steps_to_json(st.steps())));
+  CHECK(again.to_string() == st.to_string());
+  CHECK(ir::to_string(lower(again, "k").body) == ir::to_string(lower(st, "k").body));
+  State r(dag);
+  r.apply(SplitStep{0, 2, {3}});
+  r.apply(RfactorStep{0, 3, 2});
+  r.apply(StorageAlignStep{0, 0, 4, 3});
+  State r2 = replay(dag, steps_from_json(steps_to_json(r.steps())));
+  CHECK(r2.to_string() == r.to_string());
+  CHECK(ir::to_string(lower(r2, "k").body) == ir::to_string(lower(r, "k").body));
+  CHECK(check_lowering(r2) < 1e-5);
+}

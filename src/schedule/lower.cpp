@@ -12,6 +12,7 @@
 #include "ktune/ir/visitor.h"
 #include "ktune/support/debug.h"
 #include "ktune/support/error.h"
+#include "ktune/support/util.h"
 #include "ktune/ir/printer.h"
 
 namespace ktune::schedule {
@@ -27,13 +28,44 @@ struct TensorBinding {
   ir::Buffer buffer;
   std::vector<Expr> offsets;  // per dim; empty = all zero
   std::vector<int64_t> shape;
+  std::vector<int64_t> strides;  // per dim, in elements; empty = dense row-major
 };
+
+// Row-major strides of `shape` with the stage's storage_align padding applied: the stride of
+// an aligned dimension is rounded up to the next value that is `offset` modulo `factor`.
+std::vector<int64_t> aligned_strides(const std::vector<int64_t>& shape, const std::vector<StorageAlignment>& align) {
+  std::vector<int64_t> strides(shape.size());
+  int64_t stride = 1;
+  for (size_t d = shape.size(); d-- > 0;) {
+    for (const StorageAlignment& a : align)
+      if (a.dim == int(d)) stride += floor_mod(a.offset - stride, a.factor);
+    strides[d] = stride;
+    stride *= shape[d];
+  }
+  return strides;
+}
+
+// A buffer for (a region of) a stage's tensor of extents `shape`, padded as the stage's
+// storage_align steps ask (then the buffer is one-dimensional, of the padded size).
+TensorBinding make_binding(const std::string& name, ir::Type dtype, const std::vector<int64_t>& shape,
+                           std::vector<Expr> offsets, const std::vector<StorageAlignment>& align,
+                           ir::MemoryScope scope) {
+  if (align.empty() || shape.empty())
+    return {ir::make_buffer(name, dtype, shape, scope), std::move(offsets), shape, {}};
+  std::vector<int64_t> strides = aligned_strides(shape, align);
+  int64_t size = 1;  // one past the largest flat index
+  for (size_t d = 0; d < shape.size(); ++d) size += (shape[d] - 1) * strides[d];
+  for (int64_t e : shape)
+    if (e == 0) size = 0;
+  return {ir::make_buffer(name, dtype, {size}, scope), std::move(offsets), shape, std::move(strides)};
+}
 
 Expr flat_index(const TensorBinding& b, const std::vector<Expr>& idx) {
   Expr flat;
   for (size_t d = 0; d < idx.size(); ++d) {
     Expr i = b.offsets.empty() ? idx[d] : idx[d] - b.offsets[d];
-    flat = d == 0 ? i : flat * Expr(b.shape[d]) + i;
+    if (!b.strides.empty()) flat = d == 0 ? i * Expr(b.strides[d]) : flat + i * Expr(b.strides[d]);
+    else flat = d == 0 ? i : flat * Expr(b.shape[d]) + i;
   }
   return flat.defined() ? flat : Expr(0);
 }
@@ -109,7 +141,7 @@ class Lowerer {
     for (int i : dag.inputs()) {
       const auto& op = dag.ops[i];
       auto buf = ir::make_buffer(op.name, op.dtype, op.shape);
-      bindings_[op.name] = {buf, {}, op.shape};
+      bindings_[op.name] = {buf, {}, op.shape, {}};
       f.args.push_back(buf);
     }
     expand_inlined_bodies();
@@ -131,8 +163,8 @@ class Lowerer {
       const Stage& stage = st_.stage(s);
       if (stage.location != ComputeLocation::Root) continue;
       const te::Operation& op = ops_[s];
-      auto buf = ir::make_buffer(op.name, op.dtype, op.shape, ir::MemoryScope::Global);
-      bindings_[op.name] = {buf, {}, op.shape};
+      bindings_[op.name] = make_binding(op.name, op.dtype, op.shape, {}, stage.storage_align, ir::MemoryScope::Global);
+      const ir::Buffer buf = bindings_[op.name].buffer;
       if (op.is_output) {
         auto outs = dag.outputs();
         for (size_t k = 0; k < outs.size(); ++k)
@@ -356,10 +388,10 @@ class Lowerer {
                          " that was split or fused afterwards");
       const te::Operation& pop = ops_[p_stage];
       Region reg = infer_region(pop, body_sub, leaf_vars, leaf_ext, pos);
-      auto buf = ir::make_buffer(pop.name, pop.dtype, reg.extent, ir::MemoryScope::Local);
+      bindings_[pop.name] = make_binding(pop.name, pop.dtype, reg.extent, reg.lo, ps.storage_align, ir::MemoryScope::Local);
+      const ir::Buffer buf = bindings_[pop.name].buffer;
       std::vector<int64_t> pext = reg.extent;
       for (const auto& a : pop.reduce_axes) pext.push_back(a.extent);
-      bindings_[pop.name] = {buf, reg.lo, reg.extent};
       Stmt nest = lower_stage(p_stage, pext, reg.lo, reg.may_exceed);
       at_pos[pos].push_back({p_stage, nest});
       local_bufs.push_back({pos, buf});

@@ -47,8 +47,9 @@ std::string axis_name(const te::Axis& a) {
   const auto* v = a.var.as<ir::Var>();
   return v ? v->name : "ax";
 }
+}  // namespace
 
-Stage make_stage(const te::Operation& op) {
+Stage initial_stage(const te::Operation& op) {
   Stage s;
   s.op = op;
   for (const auto& a : op.axes) s.iters.push_back({axis_name(a), a.extent, IterKind::Spatial});
@@ -56,11 +57,10 @@ Stage make_stage(const te::Operation& op) {
   for (size_t i = 0; i < s.iters.size(); ++i) s.leaf.push_back(int(i));
   return s;
 }
-}  // namespace
 
 State::State(std::shared_ptr<const te::ComputeDAG> dag) : dag_(std::move(dag)) {
   for (const auto& op : dag_->ops)
-    if (!op.is_placeholder()) stages_.push_back(make_stage(op));
+    if (!op.is_placeholder()) stages_.push_back(initial_stage(op));
 }
 
 int State::stage_index(const std::string& name) const {
@@ -101,6 +101,8 @@ std::string State::to_string() const {
       os << " (at " << stages_[s.attach_stage].op.name << "."
          << stages_[s.attach_stage].iters[s.attach_iter].name << ")";
     if (s.auto_unroll_max_step) os << " auto_unroll_max_step=" << s.auto_unroll_max_step;
+    for (const StorageAlignment& a : s.storage_align)
+      os << " storage_align(dim " << a.dim << ", " << a.factor << ", " << a.offset << ")";
     os << "\n";
     for (int pos = 0; pos < int(s.leaf.size()); ++pos) {
       const Iterator& it = s.leaf_iter(pos);

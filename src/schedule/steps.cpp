@@ -45,34 +45,89 @@ bool reads_tensor(const te::Operation& op, const std::string& name) {
   return found;
 }
 
-void apply(const SplitStep& s, State& st) {
-  Stage& stage = stage_of(st, s.stage, "split");
-  check_iter(stage, s.iter, "split");
-  const int id = stage.leaf[s.iter];
+// Splits the loop at position `iter` of stage `stage` by `lengths`; `what` names the step
+// in messages ("split", "follow_split", ...).
+void split_loop(State& st, int stage_idx, int iter, const std::vector<int64_t>& lengths, const char* what) {
+  Stage& stage = stage_of(st, stage_idx, what);
+  check_iter(stage, iter, what);
+  const int id = stage.leaf[iter];
   const Iterator parent = stage.iters[id];
-  KT_CANDIDATE_CHECK(!s.lengths.empty(), "split of ", stage.op.name, ".", parent.name, ": no lengths given");
+  KT_CANDIDATE_CHECK(!lengths.empty(), what, " of ", stage.op.name, ".", parent.name, ": no lengths given");
   int64_t prod = 1;
-  for (int64_t l : s.lengths) {
-    KT_CANDIDATE_CHECK(l >= 1, "split of ", stage.op.name, ".", parent.name, ": length ", l,
-                       " is not positive");
+  for (int64_t l : lengths) {
+    KT_CANDIDATE_CHECK(l >= 1, what, " of ", stage.op.name, ".", parent.name, ": length ", l, " is not positive");
     prod *= l;
-    KT_CANDIDATE_CHECK(prod <= parent.extent, "split of ", stage.op.name, ".", parent.name,
+    KT_CANDIDATE_CHECK(prod <= parent.extent, what, " of ", stage.op.name, ".", parent.name,
                        ": lengths multiply to more than the extent ", parent.extent);
   }
-  SplitRelation rel{id, {}, s.lengths};
+  SplitRelation rel{id, {}, lengths};
   std::vector<int> new_ids;
-  for (size_t k = 0; k <= s.lengths.size(); ++k) {
+  for (size_t k = 0; k <= lengths.size(); ++k) {
     Iterator it;
     it.name = parent.name + "." + std::to_string(k);
     it.kind = parent.kind;
-    it.extent = k == 0 ? ceil_div(parent.extent, prod) : s.lengths[k - 1];
+    it.extent = k == 0 ? ceil_div(parent.extent, prod) : lengths[k - 1];
     stage.iters.push_back(it);
     new_ids.push_back(int(stage.iters.size()) - 1);
   }
   rel.children = new_ids;
   stage.relations.push_back(rel);
-  stage.leaf.erase(stage.leaf.begin() + s.iter);
-  stage.leaf.insert(stage.leaf.begin() + s.iter, new_ids.begin(), new_ids.end());
+  stage.leaf.erase(stage.leaf.begin() + iter);
+  stage.leaf.insert(stage.leaf.begin() + iter, new_ids.begin(), new_ids.end());
+}
+
+void apply(const SplitStep& s, State& st) { split_loop(st, s.stage, s.iter, s.lengths, "split"); }
+
+// The split step number `id` of the state's history, for a follow step.
+const SplitStep& source_split(const State& st, int id, const char* what, const std::string& stage_name) {
+  const auto& steps = st.steps();
+  KT_CANDIDATE_CHECK(id >= 0 && id < int(steps.size()), what, " on ", stage_name, ": source step ", id,
+                     " does not exist (", steps.size(), " steps come before it)");
+  const auto* src = std::get_if<SplitStep>(&steps[id].v);
+  KT_CANDIDATE_CHECK(src != nullptr, what, " on ", stage_name, ": source step ", id, " is a ", steps[id].kind(),
+                     ", not a split");
+  return *src;
+}
+
+std::vector<int64_t> follow_split_lengths(const FollowSplitStep& s, const State& st) {
+  const std::string name = s.stage >= 0 && s.stage < st.num_stages() ? st.stage(s.stage).op.name : "?";
+  const SplitStep& src = source_split(st, s.src_step_id, "follow_split", name);
+  const int k = int(src.lengths.size());
+  KT_CANDIDATE_CHECK(s.n_split >= 1 && s.n_split <= k + 1, "follow_split on ", name, ": n_split ", s.n_split,
+                     " is not in 1..", k + 1, " (step ", s.src_step_id, " has ", k, " lengths)");
+  std::vector<int64_t> lengths(src.lengths.begin(), src.lengths.begin() + (s.n_split - 1));
+  int64_t last = 1;
+  for (int j = s.n_split - 1; j < k; ++j) last *= src.lengths[j];
+  lengths.push_back(last);
+  return lengths;
+}
+
+void apply(const FollowSplitStep& s, State& st) {
+  split_loop(st, s.stage, s.iter, follow_split_lengths(s, st), "follow_split");
+}
+
+int64_t follow_fused_split_length(const FollowFusedSplitStep& s, const State& st) {
+  const std::string name = s.stage >= 0 && s.stage < st.num_stages() ? st.stage(s.stage).op.name : "?";
+  KT_CANDIDATE_CHECK(!s.src_step_ids.empty(), "follow_fused_split on ", name, ": no source steps given");
+  int64_t len = 1;
+  for (int id : s.src_step_ids) {
+    const SplitStep& src = source_split(st, id, "follow_fused_split", name);
+    KT_CANDIDATE_CHECK(s.level >= 0 && s.level < int(src.lengths.size()), "follow_fused_split on ", name,
+                       ": level ", s.level, " is not in 0..", int(src.lengths.size()) - 1, " (step ", id,
+                       " has ", src.lengths.size(), " lengths)");
+    len *= src.lengths[s.level];
+  }
+  return len;
+}
+
+void apply(const FollowFusedSplitStep& s, State& st) {
+  const int64_t len = follow_fused_split_length(s, st);
+  Stage& stage = stage_of(st, s.stage, "follow_fused_split");
+  check_iter(stage, s.iter, "follow_fused_split");
+  const int64_t extent = stage.leaf_iter(s.iter).extent;
+  // nparts: at most `len` outer iterations.
+  const int64_t inner = s.factor_or_nparts ? len : ceil_div(extent, std::max<int64_t>(len, 1));
+  split_loop(st, s.stage, s.iter, {inner}, "follow_fused_split");
 }
 
 void apply(const FuseStep& s, State& st) {
@@ -100,6 +155,11 @@ void apply(const FuseStep& s, State& st) {
   stage.relations.push_back(rel);
   stage.leaf.erase(stage.leaf.begin() + s.iters.front(), stage.leaf.begin() + s.iters.back() + 1);
   stage.leaf.insert(stage.leaf.begin() + s.iters.front(), rel.child);
+  // Stages computed at one of the fused loops are now computed at the fused loop.
+  for (Stage& other : st.mutable_stages())
+    if (other.location == ComputeLocation::At && other.attach_stage == s.stage &&
+        std::find(rel.parents.begin(), rel.parents.end(), other.attach_iter) != rel.parents.end())
+      other.attach_iter = rel.child;
 }
 
 void apply(const ReorderStep& s, State& st) {
@@ -172,6 +232,8 @@ void apply(const CacheWriteStep& s, State& st) {
   Stage& stage = stage_of(st, s.stage, "cache_write");
   KT_CANDIDATE_CHECK(stage.relations.empty() && stage.location == ComputeLocation::Root,
                      "cache_write on ", stage.op.name, ": must come before other steps on the stage");
+  KT_CANDIDATE_CHECK(st.stage_index(stage.op.name + ".local") < 0, "cache_write on ", stage.op.name, ": ",
+                     stage.op.name, ".local exists already");
   Stage cache = stage;
   cache.op.name = stage.op.name + ".local";
   cache.op.is_output = false;
@@ -247,6 +309,123 @@ void apply(const CacheReadStep& s, State& st) {
   stages.insert(stages.begin() + first, stage);
 }
 
+bool is_attached_to(const State& st, int stage) {
+  for (const Stage& other : st.stages())
+    if (other.location == ComputeLocation::At && other.attach_stage == stage) return true;
+  return false;
+}
+
+void apply(const RfactorStep& s, State& st) {
+  const Stage& stage = stage_of(st, s.stage, "rfactor");
+  check_iter(stage, s.iter, "rfactor");
+  const te::Operation& op = stage.op;
+  const int fid = stage.leaf[s.iter];
+  const Iterator& fit = stage.iters[fid];
+  KT_CANDIDATE_CHECK(fit.kind == IterKind::Reduce, "rfactor of ", op.name, ".", fit.name,
+                     ": it is a spatial loop, not a reduction loop");
+  const int nsp = int(op.axes.size());
+  KT_CANDIDATE_CHECK(s.factor_iter_id >= 0 && s.factor_iter_id <= nsp, "rfactor of ", op.name, ".", fit.name,
+                     ": factor_iter_id ", s.factor_iter_id, " is not in 0..", nsp);
+  KT_CANDIDATE_CHECK(stage.location == ComputeLocation::Root, "rfactor of ", op.name,
+                     ": the stage must be computed at root");
+  KT_CANDIDATE_CHECK(!is_attached_to(st, s.stage), "rfactor of ", op.name, ": a stage is computed inside it");
+  const std::string rf_name = op.name + ".rf";
+  KT_CANDIDATE_CHECK(st.stage_index(rf_name) < 0, "rfactor of ", op.name, ": ", rf_name, " exists already");
+
+  // The root reduce axes as expressions of the leaf reduction loops (as lowering does).
+  std::vector<ir::Expr> value(stage.iters.size());
+  ir::Expr factor_var;
+  std::vector<te::Axis> rf_reduce;
+  for (int id : stage.leaf) {
+    const Iterator& it = stage.iters[id];
+    if (it.kind != IterKind::Reduce) continue;
+    ir::Expr v = ir::Var::make(it.name);
+    value[id] = v;
+    if (id == fid) factor_var = v;
+    else rf_reduce.push_back({v, it.extent});
+  }
+  ir::Expr guard;
+  for (auto r = stage.relations.rbegin(); r != stage.relations.rend(); ++r) {
+    if (const auto* sp = std::get_if<SplitRelation>(&*r)) {
+      if (stage.iters[sp->parent].kind != IterKind::Reduce) continue;
+      ir::Expr v = value[sp->children[0]];
+      int64_t covered = stage.iters[sp->children[0]].extent;
+      for (size_t k = 0; k < sp->lengths.size(); ++k) {
+        v = v * ir::Expr(sp->lengths[k]) + value[sp->children[k + 1]];
+        covered *= sp->lengths[k];
+      }
+      value[sp->parent] = v;
+      const int64_t ext = stage.iters[sp->parent].extent;
+      if (covered != ext) guard = guard.defined() ? (guard && v < ir::Expr(ext)) : (v < ir::Expr(ext));
+    } else {
+      const auto& fu = std::get<FuseRelation>(*r);
+      if (stage.iters[fu.child].kind != IterKind::Reduce) continue;
+      int64_t stride = 1;
+      for (size_t k = fu.parents.size(); k-- > 0;) {
+        ir::Expr pk = stride == 1 ? value[fu.child] : value[fu.child] / ir::Expr(stride);
+        if (k > 0) pk = pk % ir::Expr(stage.iters[fu.parents[k]].extent);
+        value[fu.parents[k]] = pk;
+        stride *= stage.iters[fu.parents[k]].extent;
+      }
+    }
+  }
+  ir::VarMap m;
+  for (size_t j = 0; j < op.reduce_axes.size(); ++j) {
+    KT_CHECK(value[nsp + j].defined(), "rfactor: reduce axis without a value");
+    m[op.reduce_axes[j].var.get()] = value[nsp + j];
+  }
+  ir::Expr body = ir::substitute(op.body, m);
+  if (guard.defined()) {
+    const ir::Type t = body.type();
+    const ir::Expr id = op.reduce == te::ReduceKind::Sum   ? ir::make_zero(t)
+                        : op.reduce == te::ReduceKind::Max ? ir::type_min(t)
+                                                           : ir::type_max(t);
+    body = ir::select(guard, body, id);
+  }
+
+  te::Operation rf = op;
+  rf.name = rf_name;
+  rf.is_output = false;
+  rf.axes.insert(rf.axes.begin() + s.factor_iter_id, te::Axis{factor_var, fit.extent});
+  rf.shape.insert(rf.shape.begin() + s.factor_iter_id, fit.extent);
+  rf.reduce_axes = rf_reduce;
+  rf.reduce = rf_reduce.empty() ? te::ReduceKind::None : op.reduce;
+  rf.body = body;
+
+  te::Operation red = op;
+  ir::Expr rv = ir::Var::make(fit.name);
+  red.reduce_axes = {te::Axis{rv, fit.extent}};
+  std::vector<ir::Expr> idx;
+  for (const auto& a : op.axes) idx.push_back(a.var);
+  idx.insert(idx.begin() + s.factor_iter_id, rv);
+  red.body = ir::TensorRead::make(op.dtype, rf_name, idx);
+
+  auto& stages = st.mutable_stages();
+  for (Stage& other : stages)
+    if (other.attach_stage >= s.stage) ++other.attach_stage;
+  stages[s.stage] = initial_stage(red);
+  stages.insert(stages.begin() + s.stage, initial_stage(rf));
+}
+
+void apply(const StorageAlignStep& s, State& st) {
+  Stage& stage = stage_of(st, s.stage, "storage_align");
+  check_iter(stage, s.iter, "storage_align");
+  const int id = stage.leaf[s.iter];
+  const Iterator& it = stage.iters[id];
+  KT_CANDIDATE_CHECK(s.factor >= 1, "storage_align on ", stage.op.name, ".", it.name, ": factor ", s.factor,
+                     " is not positive");
+  KT_CANDIDATE_CHECK(s.offset >= 0 && s.offset < s.factor, "storage_align on ", stage.op.name, ".", it.name,
+                     ": offset ", s.offset, " is not in 0..", s.factor - 1);
+  KT_CANDIDATE_CHECK(id < int(stage.op.axes.size()), "storage_align on ", stage.op.name, ".", it.name,
+                     ": the loop is not a spatial axis of the tensor (reduction, split or fused loop)");
+  KT_CANDIDATE_CHECK(!stage.op.is_output, "storage_align on ", stage.op.name,
+                     ": the layout of an output is fixed");
+  auto& aligns = stage.storage_align;
+  aligns.erase(std::remove_if(aligns.begin(), aligns.end(), [&](const StorageAlignment& a) { return a.dim == id; }),
+               aligns.end());
+  aligns.push_back({id, s.factor, s.offset});
+}
+
 std::string ints(const std::vector<int64_t>& v) {
   return "[" + join(v, ", ", [](int64_t x) { return std::to_string(x); }) + "]";
 }
@@ -276,6 +455,8 @@ T get_field(const json& j, const char* kind, const char* field) {
 std::string Step::kind() const {
   return std::visit(overloaded{
                         [](const SplitStep&) { return "split"; },
+                        [](const FollowSplitStep&) { return "follow_split"; },
+                        [](const FollowFusedSplitStep&) { return "follow_fused_split"; },
                         [](const FuseStep&) { return "fuse"; },
                         [](const ReorderStep&) { return "reorder"; },
                         [](const AnnotateStep&) { return "annotate"; },
@@ -284,6 +465,8 @@ std::string Step::kind() const {
                         [](const ComputeInlineStep&) { return "compute_inline"; },
                         [](const ComputeRootStep&) { return "compute_root"; },
                         [](const CacheWriteStep&) { return "cache_write"; },
+                        [](const RfactorStep&) { return "rfactor"; },
+                        [](const StorageAlignStep&) { return "storage_align"; },
                         [](const CacheReadStep&) { return "cache_read"; },
                     },
                     v);
@@ -298,6 +481,15 @@ std::string Step::to_string(const State& st) const {
       overloaded{
           [&](const SplitStep& s) {
             return "split(" + stage_name(st, s.stage) + ", " + iter_name(st, s.stage, s.iter) + ", " + ints(s.lengths) + ")";
+          },
+          [&](const FollowSplitStep& s) {
+            return "follow_split(" + stage_name(st, s.stage) + ", " + iter_name(st, s.stage, s.iter) + ", step " +
+                   std::to_string(s.src_step_id) + ", n_split=" + std::to_string(s.n_split) + ")";
+          },
+          [&](const FollowFusedSplitStep& s) {
+            return "follow_fused_split(" + stage_name(st, s.stage) + ", " + iter_name(st, s.stage, s.iter) +
+                   ", steps [" + join(s.src_step_ids, ", ", [](int i) { return std::to_string(i); }) +
+                   "], level=" + std::to_string(s.level) + ", " + (s.factor_or_nparts ? "factor" : "nparts") + ")";
           },
           [&](const FuseStep& s) {
             return "fuse(" + stage_name(st, s.stage) + ", [" +
@@ -324,6 +516,14 @@ std::string Step::to_string(const State& st) const {
           [&](const CacheWriteStep& s) {
             return "cache_write(" + stage_name(st, s.stage) + ", " + scope_str(s.scope) + ")";
           },
+          [&](const RfactorStep& s) {
+            return "rfactor(" + stage_name(st, s.stage) + ", " + iter_name(st, s.stage, s.iter) +
+                   ", factor_iter_id=" + std::to_string(s.factor_iter_id) + ")";
+          },
+          [&](const StorageAlignStep& s) {
+            return "storage_align(" + stage_name(st, s.stage) + ", " + iter_name(st, s.stage, s.iter) + ", " +
+                   std::to_string(s.factor) + ", " + std::to_string(s.offset) + ")";
+          },
           [&](const CacheReadStep& s) {
             return "cache_read(" + s.tensor + ", " + scope_str(s.scope) + ", [" +
                    join(s.readers, ", ", [&](int r) { return stage_name(st, r); }) + "])";
@@ -336,6 +536,16 @@ json Step::to_json() const {
   json j = std::visit(
       overloaded{
           [](const SplitStep& s) { return json{{"stage", s.stage}, {"iter", s.iter}, {"lengths", s.lengths}}; },
+          [](const FollowSplitStep& s) {
+            return json{{"stage", s.stage}, {"iter", s.iter}, {"src_step_id", s.src_step_id}, {"n_split", s.n_split}};
+          },
+          [](const FollowFusedSplitStep& s) {
+            return json{{"stage", s.stage},
+                        {"iter", s.iter},
+                        {"src_step_ids", s.src_step_ids},
+                        {"level", s.level},
+                        {"factor_or_nparts", s.factor_or_nparts}};
+          },
           [](const FuseStep& s) { return json{{"stage", s.stage}, {"iters", s.iters}}; },
           [](const ReorderStep& s) { return json{{"stage", s.stage}, {"order", s.order}}; },
           [](const AnnotateStep& s) {
@@ -350,6 +560,12 @@ json Step::to_json() const {
           [](const ComputeInlineStep& s) { return json{{"stage", s.stage}}; },
           [](const ComputeRootStep& s) { return json{{"stage", s.stage}}; },
           [](const CacheWriteStep& s) { return json{{"stage", s.stage}, {"scope", scope_str(s.scope)}}; },
+          [](const RfactorStep& s) {
+            return json{{"stage", s.stage}, {"iter", s.iter}, {"factor_iter_id", s.factor_iter_id}};
+          },
+          [](const StorageAlignStep& s) {
+            return json{{"stage", s.stage}, {"iter", s.iter}, {"factor", s.factor}, {"offset", s.offset}};
+          },
           [](const CacheReadStep& s) {
             return json{{"tensor", s.tensor}, {"scope", scope_str(s.scope)}, {"readers", s.readers}};
           },
@@ -368,6 +584,13 @@ Step Step::from_json(const json& j) {
   const char* kc = k.c_str();
   auto stage = [&] { return get_field<int>(j, kc, "stage"); };
   if (k == "split") return SplitStep{stage(), get_field<int>(j, kc, "iter"), get_field<std::vector<int64_t>>(j, kc, "lengths")};
+  if (k == "follow_split")
+    return FollowSplitStep{stage(), get_field<int>(j, kc, "iter"), get_field<int>(j, kc, "src_step_id"),
+                           get_field<int>(j, kc, "n_split")};
+  if (k == "follow_fused_split")
+    return FollowFusedSplitStep{stage(), get_field<int>(j, kc, "iter"),
+                                get_field<std::vector<int>>(j, kc, "src_step_ids"), get_field<int>(j, kc, "level"),
+                                get_field<bool>(j, kc, "factor_or_nparts")};
   if (k == "fuse") return FuseStep{stage(), get_field<std::vector<int>>(j, kc, "iters")};
   if (k == "reorder") return ReorderStep{stage(), get_field<std::vector<int>>(j, kc, "order")};
   if (k == "annotate") {
@@ -393,9 +616,15 @@ Step Step::from_json(const json& j) {
   if (k == "cache_write") return CacheWriteStep{stage(), scope()};
   if (k == "cache_read")
     return CacheReadStep{get_field<std::string>(j, kc, "tensor"), scope(), get_field<std::vector<int>>(j, kc, "readers")};
+  if (k == "rfactor")
+    return RfactorStep{stage(), get_field<int>(j, kc, "iter"), get_field<int>(j, kc, "factor_iter_id")};
+  if (k == "storage_align")
+    return StorageAlignStep{stage(), get_field<int>(j, kc, "iter"), get_field<int64_t>(j, kc, "factor"),
+                            get_field<int64_t>(j, kc, "offset")};
   throw UserError("unknown step kind '" + k +
-                  "' (known: split, fuse, reorder, annotate, pragma, compute_at, compute_inline, "
-                  "compute_root, cache_write, cache_read)");
+                  "' (known: split, follow_split, follow_fused_split, fuse, reorder, annotate, pragma, "
+                  "compute_at, compute_inline, compute_root, cache_write, cache_read, rfactor, "
+                  "storage_align)");
 }
 
 json steps_to_json(const std::vector<Step>& steps) {

@@ -65,6 +65,13 @@ using Relation = std::variant<SplitRelation, FuseRelation>;
 
 enum class ComputeLocation : uint8_t { Root, Inlined, At };
 
+// storage_align on a dimension of a stage's buffer: the stride of `dim` (in elements) is
+// padded up to the next value with stride % factor == offset (after TVM's storage_align).
+struct StorageAlignment {
+  int dim;
+  int64_t factor, offset;
+};
+
 struct Stage {
   te::Operation op;              // the op this stage computes (cache stages have derived ops)
   std::vector<Iterator> iters;   // pool, indexed by id
@@ -74,12 +81,16 @@ struct Stage {
   int attach_stage = -1;  // for At: the stage index computed around this one
   int attach_iter = -1;   // for At: iterator id in attach_stage
   int64_t auto_unroll_max_step = 0;  // pragma: unroll inner loops while their product fits
+  std::vector<StorageAlignment> storage_align;  // at most one per dimension of the buffer
 
   const Iterator& leaf_iter(int pos) const { return iters[leaf[pos]]; }
   int num_root_iters() const { return int(op.axes.size() + op.reduce_axes.size()); }
   // Position of iterator `id` in `leaf`, or -1.
   int leaf_position(int id) const;
 };
+
+// A stage computing `op` with its root loops in axis order (spatial, then reduce), at root.
+Stage initial_stage(const te::Operation& op);
 
 struct Step;
 

@@ -23,6 +23,24 @@ struct SplitStep {
   int stage, iter;
   std::vector<int64_t> lengths;
 };
+// Splits loop `iter` like the earlier split step number `src_step_id` (an index into the
+// state's step history) split its loop, so that e.g. an element-wise consumer follows its
+// producer's tiling (Ansor's FollowSplitStep). With the source lengths l1..lk, the loop is
+// split into n_split + 1 loops with lengths [l1, ..., l(n_split-1), l(n_split)*...*lk]
+// (1 <= n_split <= k + 1; n_split = k + 1 appends a loop of extent 1).
+struct FollowSplitStep {
+  int stage, iter, src_step_id, n_split;
+};
+// Splits loop `iter` into two by the product L of lengths[level] of the earlier split steps
+// `src_step_ids` (Ansor's FollowFusedSplitStep, e.g. a fused cache loop split by the thread
+// count of its consumer). factor_or_nparts = true: the inner loop has extent L; false: the
+// outer loop has at most L iterations (inner extent ceil(extent / L)).
+struct FollowFusedSplitStep {
+  int stage, iter;
+  std::vector<int> src_step_ids;
+  int level;
+  bool factor_or_nparts;
+};
 // Fuses the consecutive loops [iters.front(), iters.back()] into one (same kind required).
 struct FuseStep {
   int stage;
@@ -71,9 +89,29 @@ struct CacheReadStep {
   std::vector<int> readers;
 };
 
-using StepVariant = std::variant<SplitStep, FuseStep, ReorderStep, AnnotateStep, PragmaStep,
-                                 ComputeAtStep, ComputeInlineStep, ComputeRootStep,
-                                 CacheWriteStep, CacheReadStep>;
+// Factors the reduction of `stage` over the reduction loop at position `iter` (Ansor/TVM
+// rfactor): a new stage "<name>.rf" is inserted before `stage`; it has the op's spatial axes
+// with the loop `iter` inserted as a spatial axis at position `factor_iter_id`
+// (0..number of spatial axes), and reduces over the stage's other reduction loops (with
+// their splits and fuses folded into its definition, split tails masked by the reduction's
+// identity). `stage` then reduces over that one axis of "<name>.rf" and starts afresh (its
+// loops are the op's axes again). The stage must be at root and nothing computed inside it;
+// the stage indices of later stages shift by one.
+struct RfactorStep {
+  int stage, iter, factor_iter_id;
+};
+// Pads the stride of the buffer dimension of `stage` at loop `iter` (an unsplit spatial
+// axis) so that stride % factor == offset (0 <= offset < factor), e.g. to keep the rows of a
+// cache tile off the same cache set. Allocations grow to the padded size. Only for stages
+// whose buffer ktune allocates (not outputs).
+struct StorageAlignStep {
+  int stage, iter;
+  int64_t factor, offset;
+};
+
+using StepVariant = std::variant<SplitStep, FollowSplitStep, FollowFusedSplitStep, FuseStep, ReorderStep,
+                                 AnnotateStep, PragmaStep, ComputeAtStep, ComputeInlineStep, ComputeRootStep,
+                                 CacheWriteStep, CacheReadStep, RfactorStep, StorageAlignStep>;
 
 struct Step {
   StepVariant v;
