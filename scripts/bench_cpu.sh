@@ -27,6 +27,10 @@
 # alone take about 1 minute). Environment: KTUNE (ktune binary, default build/ktune),
 # KTUNE_BUDGET, CXX (default g++).
 set -euo pipefail
+
+# All in a function: bash reads it whole before running, so editing this file during a
+# long run cannot derail the run.
+main() {
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ktune="${KTUNE:-$root/build/ktune}"
 
@@ -202,8 +206,11 @@ except Exception: print("null")')
     for f in "$schedules"/*.json; do
       [ -e "$f" ] || continue
       echo "bench_cpu.sh: [$t thread(s)] replaying $(basename "$f")" >&2
-      res=$("$ktune" replay "$f" --threads="$t" --json --log="$out/replay-$(basename "$f" .json)-t$t.jsonl" \
-              2>> "$out/ktune-stderr.txt") || true
+      # The replay command's flags are not settled: try --json, then plain text. Run in $out
+      # so that a default log lands there.
+      f_abs="$(cd "$(dirname "$f")" && pwd)/$(basename "$f")"
+      res=$(cd "$out" && "$ktune" replay "$f_abs" --threads="$t" --json 2>> "$out/ktune-stderr.txt") ||
+        res=$(cd "$out" && "$ktune" replay "$f_abs" --threads="$t" 2>> "$out/ktune-stderr.txt") || true
       g=$(printf '%s' "$res" | gflops_of)
       [ "$g" = null ] && echo "$(basename "$f") threads=$t: replay gave no time (see ktune-stderr.txt)" | tee -a "$out/errors.txt" >&2
       python3 -c 'import json, sys
@@ -226,3 +233,6 @@ echo "bench_cpu.sh: done in $((elapsed / 60)) min $((elapsed % 60)) s (load aver
 if [ -s "$out/errors.txt" ]; then
   echo "bench_cpu.sh: $(wc -l < "$out/errors.txt") problem(s), see $out/errors.txt" >&2
 fi
+}
+
+main "$@"
