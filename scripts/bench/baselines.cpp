@@ -24,7 +24,8 @@
 //
 // Threads: oneDNN as packaged by Debian uses OpenMP (omp_set_num_threads); OpenBLAS
 // (openblas-pthread) uses openblas_set_num_threads. The two thread pools spin after use, so
-// the script runs each library in its own process (--lib).
+// the script runs each library in its own process (--lib), and runs oneDNN both with
+// OpenMP's default (spinning) and with OMP_WAIT_POLICY=passive when using several threads.
 
 #include <cblas.h>
 #include <omp.h>
@@ -534,14 +535,18 @@ int main(int argc, char** argv) {
           r.lib.c_str(), r.variant.c_str(), threads, r.t.median_ms, gflops, g_repeat, r.t.number);
       for (size_t g = 0; g < r.t.groups_ms.size(); ++g)
         std::printf("%s%.6g", g ? "," : "", r.t.groups_ms[g]);
-      std::printf("],\"impl\":\"%s\",\"layout\":\"%s\",\"check_max_rel_err\":%.3g,\"ok\":%s}\n",
-                  json_escape(r.impl).c_str(), json_escape(r.layout).c_str(), r.check.max_rel,
-                  ok ? "true" : "false");
+      const char* policy = std::getenv("OMP_WAIT_POLICY");
+      std::printf("],\"impl\":\"%s\",\"layout\":\"%s\",\"omp_wait_policy\":\"%s\","
+                  "\"check_max_rel_err\":%.3g,\"ok\":%s}\n",
+                  json_escape(r.impl).c_str(), json_escape(r.layout).c_str(),
+                  r.lib == "onednn" && policy ? json_escape(policy).c_str() : "",
+                  r.check.max_rel, ok ? "true" : "false");
       std::fflush(stdout);
       std::string impl = r.lib == "openblas" ? "" : r.impl;
-      std::fprintf(stderr, "%-28s %-9s %-7s %3d %10.4f %9.1f  %s %s%s\n", w.id.c_str(),
+      std::string note = r.lib == "onednn" && policy ? std::string(" OMP_WAIT_POLICY=") + policy : "";
+      std::fprintf(stderr, "%-28s %-9s %-7s %3d %10.4f %9.1f  %s %s%s%s\n", w.id.c_str(),
                    r.lib.c_str(), r.variant.c_str(), threads, r.t.median_ms, gflops,
-                   impl.c_str(), r.layout.c_str(), ok ? "" : "  WRONG ANSWER");
+                   impl.c_str(), r.layout.c_str(), note.c_str(), ok ? "" : "  WRONG ANSWER");
     }
   }
   return failures ? 1 : 0;
