@@ -271,28 +271,34 @@ class Lowerer {
     bool may_exceed = false;  // the region can reach outside the tensor: guard the producer
   };
 
-  // Region of tensor `producer` read by `body` (in leaf-variable terms) when the loops at
-  // positions > pos of the consumer run over their full extents.
-  Region infer_region(const te::Operation& producer, const Expr& body, const std::vector<Expr>& leaf_vars,
-                      const std::vector<int64_t>& leaf_ext, int pos) {
+  // An expression that reads tensors, with the variables that range over their loops where
+  // it is evaluated (the others are fixed).
+  struct Reader {
+    Expr body;
     ir::BoundsMap inner;
-    for (size_t p = pos + 1; p < leaf_vars.size(); ++p) inner[leaf_vars[p].get()] = {0, leaf_ext[p] - 1};
+  };
+
+  // Region of tensor `producer` read by `readers`: the union over their reads when the
+  // variables in each reader's `inner` run over their ranges.
+  Region infer_region(const te::Operation& producer, const std::vector<Reader>& readers) {
     const size_t ndim = producer.shape.size();
     std::vector<std::optional<Interval>> acc(ndim);
     std::vector<bool> unknown(ndim, false);
-    ir::post_order_visit(body, [&](const Expr& e) {
-      const auto* t = e.as<ir::TensorRead>();
-      if (!t || t->tensor != producer.name) return;
-      for (size_t d = 0; d < ndim; ++d) {
-        auto iv = interval(t->indices[d], inner);
-        if (!iv) {
-          unknown[d] = true;
-          continue;
+    for (const Reader& rd : readers) {
+      ir::post_order_visit(rd.body, [&](const Expr& e) {
+        const auto* t = e.as<ir::TensorRead>();
+        if (!t || t->tensor != producer.name) return;
+        for (size_t d = 0; d < ndim; ++d) {
+          auto iv = interval(t->indices[d], rd.inner);
+          if (!iv) {
+            unknown[d] = true;
+            continue;
+          }
+          if (!acc[d]) acc[d] = iv;
+          else acc[d] = Interval{ir::min(acc[d]->lo, iv->lo), ir::max(acc[d]->hi, iv->hi)};
         }
-        if (!acc[d]) acc[d] = iv;
-        else acc[d] = Interval{ir::min(acc[d]->lo, iv->lo), ir::max(acc[d]->hi, iv->hi)};
-      }
-    });
+      });
+    }
     Region r;
     for (size_t d = 0; d < ndim; ++d) {
       const int64_t full = producer.shape[d];
@@ -312,6 +318,69 @@ class Lowerer {
       r.extent.push_back(ext);
     }
     return r;
+  }
+
+  // The stage attached to `s` that `x` is computed in (x itself when attached to s), or -1.
+  int scope_in(int s, int x) const {
+    for (int guard = 0; x >= 0 && guard <= st_.num_stages(); ++guard) {
+      const Stage& xs = st_.stage(x);
+      if (xs.location != ComputeLocation::At) return -1;
+      if (xs.attach_stage == s) return x;
+      x = xs.attach_stage;
+    }
+    return -1;
+  }
+
+  // Region of stage p, computed at loop `attach_pos[p]` of stage s (whose body in its leaf
+  // variables is `body`): what s's inner loops read, plus what the other stages computed
+  // inside that loop read (`regions` holds those attached to s directly; stages nested
+  // deeper count with their whole domain).
+  Region attached_region(int s, int p, const Expr& body, const std::vector<Expr>& leaf_vars,
+                         const std::vector<int64_t>& leaf_ext, const std::map<int, int>& attach_pos,
+                         const std::map<int, Region>& regions) {
+    const int pos = attach_pos.at(p);
+    const te::Operation& pop = ops_[p];
+    ir::BoundsMap inner;
+    for (size_t k = pos + 1; k < leaf_vars.size(); ++k) inner[leaf_vars[k].get()] = {0, leaf_ext[k] - 1};
+    std::vector<Reader> readers = {{body, inner}};
+    for (int x = 0; x < st_.num_stages(); ++x) {
+      if (x == p || !reads_of(ops_[x], pop.name)) continue;
+      const int top = scope_in(s, x);
+      if (top < 0) continue;  // outside this loop nest: fails later, when its reads find no binding
+      const int xpos = attach_pos.at(top);
+      KT_CANDIDATE_CHECK(xpos > pos || (xpos == pos && top > p), "stage ", ops_[x].name, " reads ", pop.name,
+                         " but is computed before it, outside the loop of ", st_.stage(s).op.name,
+                         " where ", pop.name, " is computed");
+      // x's axes over its region (directly attached) or its whole domain (nested deeper).
+      const te::Operation& xop = ops_[x];
+      Reader rd{Expr(), inner};
+      ir::VarMap m;
+      auto it = regions.find(x);
+      const bool direct = top == x && it != regions.end();
+      for (size_t d = 0; d < xop.axes.size(); ++d) {
+        Expr v = ir::Var::make(xop.name + ".region" + std::to_string(d));
+        const int64_t ext = direct ? it->second.extent[d] : xop.axes[d].extent;
+        rd.inner[v.get()] = {0, ext - 1};
+        m[xop.axes[d].var.get()] = direct ? it->second.lo[d] + v : v;
+      }
+      for (const auto& a : xop.reduce_axes) {
+        Expr v = ir::Var::make(xop.name + ".region_r");
+        rd.inner[v.get()] = {0, a.extent - 1};
+        m[a.var.get()] = v;
+      }
+      rd.body = ir::substitute(xop.body, m);
+      readers.push_back(std::move(rd));
+    }
+    return infer_region(pop, readers);
+  }
+
+  static bool reads_of(const te::Operation& op, const std::string& tensor) {
+    bool found = false;
+    if (op.body.defined())
+      ir::post_order_visit(op.body, [&](const Expr& e) {
+        if (const auto* t = e.as<ir::TensorRead>()) found = found || t->tensor == tensor;
+      });
+    return found;
   }
 
   // Lowers stage s whose root iterators have extents `root_ext` (spatial then reduce) and
@@ -379,15 +448,27 @@ class Lowerer {
     const Expr body_sub = ir::substitute(op.body, axis_map);
 
     // Attached stages: their regions, buffers and bindings (needed before translating reads).
+    // A region covers the reads of the consumer's inner loops and of every stage computed in
+    // the same scope that reads it, so regions are inferred readers first (reverse
+    // topological order), then the nests are built in order.
     std::map<int, std::vector<std::pair<int, Stmt>>> at_pos;  // leaf pos -> (stage, nest)
     std::vector<std::pair<int, ir::Buffer>> local_bufs;       // leaf pos -> buffer
+    std::map<int, int> attach_pos;                            // attached stage -> leaf pos
     for (int p_stage : attached_[s]) {
       const Stage& ps = st_.stage(p_stage);
       const int pos = stage.leaf_position(ps.attach_iter);
       KT_CANDIDATE_CHECK(pos >= 0, "stage ", ps.op.name, " is computed at a loop of ", op.name,
                          " that was split or fused afterwards");
+      attach_pos[p_stage] = pos;
+    }
+    std::map<int, Region> regions;
+    for (auto it = attached_[s].rbegin(); it != attached_[s].rend(); ++it)
+      regions[*it] = attached_region(s, *it, body_sub, leaf_vars, leaf_ext, attach_pos, regions);
+    for (int p_stage : attached_[s]) {
+      const Stage& ps = st_.stage(p_stage);
+      const int pos = attach_pos.at(p_stage);
       const te::Operation& pop = ops_[p_stage];
-      Region reg = infer_region(pop, body_sub, leaf_vars, leaf_ext, pos);
+      const Region& reg = regions.at(p_stage);
       bindings_[pop.name] = make_binding(pop.name, pop.dtype, reg.extent, reg.lo, ps.storage_align, ir::MemoryScope::Local);
       const ir::Buffer buf = bindings_[pop.name].buffer;
       std::vector<int64_t> pext = reg.extent;
