@@ -132,11 +132,13 @@ fi
 
 [ -n "$out" ] || out="$bench_dir/cpu-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
-# Tune with a snapshot of the binary: others may rebuild build/ktune during a long run.
+# Tune with a snapshot of ktune and its measurement worker (ktune runs the ktune-worker
+# next to it): others may rebuild build/ during a long run.
 if [ -x "$ktune" ]; then
   cp "$ktune" "$out/ktune"
+  [ -x "$(dirname "$ktune")/ktune-worker" ] && cp "$(dirname "$ktune")/ktune-worker" "$out/ktune-worker"
   ktune="$out/ktune"
-  trap 'rm -f "$out/ktune"' EXIT
+  trap 'rm -f "$out/ktune" "$out/ktune-worker"' EXIT
 fi
 list_args=()
 [ "$quick" = 1 ] && list_args+=(--quick)
@@ -153,13 +155,16 @@ start=$(date +%s)
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "start: $(date -u +%FT%TZ) load average $load_start" > "$out/run.txt"
 
-# The summary's best.gflops (or, for other commands' output, gflops / result.gflops).
+# The tune summary's best.gflops; for replay's output, the best gflops of its list.
 gflops_of() {
   python3 -c '
 import json, re, sys
 text = sys.stdin.read()
 try:
     d = json.loads(text)
+    if isinstance(d, list):  # ktune replay --json: one object per replayed candidate
+        v = [x.get("gflops") for x in d if isinstance(x, dict) and x.get("gflops") is not None]
+        print(max(v) if v else "null"); sys.exit(0)
     for get in (lambda d: d["best"]["gflops"], lambda d: d["gflops"], lambda d: d["result"]["gflops"]):
         try:
             v = get(d)
@@ -198,6 +203,7 @@ for t in $threads; do
         echo "$id threads=$t: OpenBLAS baseline failed (see baselines.txt)" | tee -a "$out/errors.txt" >&2
     fi
     if [ "$tune" = 1 ]; then
+      echo "== $id, $t thread(s)" >> "$out/ktune-stderr.txt"
       # shellcheck disable=SC2086
       summary=$("$ktune" "$kernel" $flags --budget="$budget" --threads="$t" --json \
                  --log="$out/ktune-$id-t$t.jsonl" 2>> "$out/ktune-stderr.txt") || true
