@@ -20,7 +20,8 @@
 #                          `ktune replay`, when this ktune has that command
 #   --no-tune              do not tune (ktune numbers only from --ktune-log / --ktune-schedules)
 #   --repeat R             baselines: best of R runs of the timing protocol (default 3)
-#   --out DIR              keep the raw results here (default: build/bench/cpu-DATE)
+#   --out DIR              keep the raw results here, a new or empty folder
+#                          (default: build/bench/cpu-DATE)
 #
 # Duration on the 2-core development machine: --quick about 6 minutes at "1 2"; the full
 # set at "1 2" with budget 32 about 45 minutes, almost all of it ktune tuning (the baselines
@@ -131,6 +132,10 @@ if [ -n "$schedules" ]; then
 fi
 
 [ -n "$out" ] || out="$bench_dir/cpu-$(date +%Y%m%d-%H%M%S)"
+# ktune appends to logs: a used folder would mix runs.
+if [ -d "$out" ] && [ -n "$(ls -A "$out")" ]; then
+  echo "bench_cpu.sh: '$out' is not empty; name a new folder with --out" >&2; exit 2
+fi
 mkdir -p "$out"
 # Tune with a snapshot of ktune and its measurement worker (ktune runs the ktune-worker
 # next to it): others may rebuild build/ during a long run.
