@@ -16,6 +16,7 @@
 #include "ktune/support/error.h"
 #include "ktune/target/target.h"
 #include "ktune/te/kernel.h"
+#include "subcommands.h"
 
 namespace ktune::cli {
 
@@ -188,6 +189,7 @@ int run_cli(int argc, char** argv) {
 
   auto* kernels_cmd = app.add_subcommand("kernels", "List the kernels and their parameters");
   auto* targets_cmd = app.add_subcommand("targets", "List the targets and the detected host");
+  std::vector<Subcommand> subcommands = register_subcommands(app, reg);
 
   TuneFlags flags;
   std::map<std::string, std::map<std::string, int64_t>> ints;
@@ -219,7 +221,7 @@ int run_cli(int argc, char** argv) {
       continue;
     }
     if (a.rfind("-", 0) == 0) continue;
-    KT_USER_CHECK(a == "kernels" || a == "targets" || reg.find(a), "unknown kernel or command '", a,
+    KT_USER_CHECK(a == "kernels" || a == "targets" || is_subcommand_name(a) || reg.find(a), "unknown kernel or command '", a,
                   "' (run 'ktune kernels' to list the kernels)");
     break;
   }
@@ -244,6 +246,8 @@ int run_cli(int argc, char** argv) {
 
   if (kernels_cmd->parsed()) return list_kernels(reg);
   if (targets_cmd->parsed()) return list_targets();
+  for (auto& s : subcommands)
+    if (s.app->parsed()) return s.run();
   for (auto& [cmd, def] : kernel_cmds)
     if (cmd->parsed()) return tune_kernel(*def, ints[def->name], types[def->name], flags);
   return 2;

@@ -198,6 +198,10 @@ ExportedKernel export_kernel(const ir::LoweredFunc& f, const target::Target& t, 
         break;
     }
   }
+  g.name = info.symbol;
+  k.prototype = c_prototype(g, info.num_inputs);
+  k.arg_names = c_param_names(g);
+  for (const auto& b : g.args) k.arg_types.push_back(c_type_name(b->dtype.element_of()));
   write_file(dir, code_file, code);
   write_file(dir, info.symbol + ".h", header_text(f, t, fmt, info, k, code_file));
   k.files = {code_file, info.symbol + ".h"};
@@ -354,15 +358,30 @@ std::vector<std::string> write_export_support(const std::string& dir, ExportForm
   }
   r << "\n## Calling a kernel\n\n";
   if (first) {
-    r << "```c\n#include \"" << sym << ".h\"\n\n/* ... */\n" << sym << "(";
-    r << "/* pointers to the arrays, in the order the header lists them */);\n```\n\n";
+    const ExportedKernel& k = exported.front();
+    const std::string up = [&] {
+      std::string u;
+      for (char c : sym) u += char(std::toupper(static_cast<unsigned char>(c)));
+      return u;
+    }();
+    r << "The header declares\n\n    " << k.prototype << ";\n\n"
+      << "and `" << up << "_NAME_ELEMENTS`, the number of elements of each argument. For example:\n\n"
+      << "```c\n#include <stdlib.h>\n#include \"" << sym << ".h\"\n\nint main(void) {\n";
+    for (size_t i = 0; i < k.arg_names.size(); ++i) {
+      std::string n = k.arg_names[i], un;
+      for (char c : n) un += char(std::toupper(static_cast<unsigned char>(c)));
+      r << "  " << k.arg_types[i] << "* " << n << " = malloc(sizeof(" << k.arg_types[i] << ") * " << up << "_" << un
+        << "_ELEMENTS);\n";
+    }
+    r << "  /* ... fill the inputs ... */\n  " << sym << "(";
+    for (size_t i = 0; i < k.arg_names.size(); ++i) r << (i ? ", " : "") << k.arg_names[i];
+    r << ");\n  /* ... use the outputs ... */\n";
+    for (const auto& n : k.arg_names) r << "  free(" << n << ");\n";
+    r << "  return 0;\n}\n```\n\n";
   }
-  r << "The header also defines `SYMBOL_NAME_ELEMENTS`, the number of elements of each argument. ";
   if (llvm_format)
-    r << "The header's `static inline` function packs the pointers into the array that the compiled "
-         "symbol `SYMBOL_args(void** args)` takes.\n";
-  else
-    r << "\n";
+    r << "For the LLVM formats the header's `static inline` function packs the pointers into the array that "
+         "the compiled symbol `SYMBOL_args(void** args)` takes.\n";
   r << "\nSee ktune's docs/export.md for the format of these files.\n";
   write_file(dir, "README.md", r.str());
   files.push_back("README.md");

@@ -41,6 +41,8 @@ struct ExportInfo {
 
 struct ExportedKernel {
   std::vector<std::string> files;  // file names written into the directory
+  std::string prototype;           // as declared in the header, without ';'
+  std::vector<std::string> arg_names, arg_types;  // C parameter names and element types
   int parallel_loops = 0;          // > 0: the code runs loops on threads
   int simd_loops = 0;              // C only: loops with `omp simd`
 };
