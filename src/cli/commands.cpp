@@ -11,9 +11,12 @@
 
 #include "ktune/cli/cli.h"
 #include "ktune/schedule/steps.h"
+#include "ktune/search/sketch.h"
+#include "ktune/search/isolated.h"
 #include "ktune/search/tuner.h"
 #include "ktune/support/debug.h"
 #include "ktune/support/error.h"
+#include "ktune/support/interrupt.h"
 #include "ktune/target/target.h"
 #include "ktune/te/kernel.h"
 #include "subcommands.h"
@@ -31,6 +34,12 @@ struct TuneFlags {
   int threads = 0;
   bool json_out = false;
   uint64_t seed = 0;
+  std::string strategy = "random";
+  bool print_sketches = false;  // set by `ktune sketches KERNEL ...`
+  bool no_isolate = false;
+  double compile_timeout_s = 30, run_timeout_s = 10;
+  bool resume = false;
+  std::string inject_faults;  // tests only (hidden)
 };
 
 void add_tune_flags(CLI::App* cmd, TuneFlags& f) {
@@ -41,6 +50,20 @@ void add_tune_flags(CLI::App* cmd, TuneFlags& f) {
   cmd->add_option("--threads", f.threads, "Threads for parallel loops (default: all cores)");
   cmd->add_option("--seed", f.seed, "Random seed")->capture_default_str();
   cmd->add_flag("--json", f.json_out, "Print one JSON document with the summary on stdout");
+  cmd->add_option("--strategy", f.strategy, "Search strategy: random (sketch space, random annotation)")
+      ->capture_default_str();
+  cmd->add_flag("--print-sketches", f.print_sketches)->group("");  // hidden; `ktune sketches KERNEL`
+  cmd->add_flag("--resume", f.resume,
+                "Continue the run in the log: its candidates of this kernel are not measured again and "
+                "count against the budget");
+  cmd->add_flag("--no-isolate", f.no_isolate,
+                "Measure candidates in this process instead of a worker process (a crashing candidate then "
+                "ends the tune)");
+  cmd->add_option("--compile-timeout", f.compile_timeout_s, "Seconds allowed to compile one candidate")
+      ->capture_default_str();
+  cmd->add_option("--run-timeout", f.run_timeout_s, "Seconds allowed for one run of a candidate")
+      ->capture_default_str();
+  cmd->add_option("--inject-faults", f.inject_faults)->group("");  // tests of the isolation only
 }
 
 std::string params_text(const te::ComputeDAG& dag) {
@@ -50,10 +73,28 @@ std::string params_text(const te::ComputeDAG& dag) {
   return s;
 }
 
+// `ktune sketches KERNEL [--PARAM=V ...]`: the sketches the rules generate for the kernel.
+int print_sketches(const te::KernelDef& def, const std::map<std::string, int64_t>& ints,
+                   const std::map<std::string, std::string>& types, const TuneFlags& f) {
+  target::Target t = target::resolve_target(f.target);
+  auto dag = std::make_shared<const te::ComputeDAG>(def.instantiate(ints, types));
+  const auto sketches = search::generate_sketches(dag, t);
+  std::cout << sketches.size() << " sketches for " << def.name << "(" << params_text(*dag) << ") on " << t.name
+            << "\n";
+  for (size_t i = 0; i < sketches.size(); ++i)
+    std::cout << "\nsketch " << i << ":\n" << sketches[i].to_string(dag);
+  return 0;
+}
+
+
 int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& ints,
                 const std::map<std::string, std::string>& types, const TuneFlags& f) {
   KT_USER_CHECK(f.budget > 0, "--budget must be positive (got ", f.budget, ")");
   KT_USER_CHECK(f.threads >= 0, "--threads must be positive (got ", f.threads, ")");
+  KT_USER_CHECK(f.compile_timeout_s > 0, "--compile-timeout must be positive (got ", f.compile_timeout_s, ")");
+  KT_USER_CHECK(f.run_timeout_s > 0, "--run-timeout must be positive (got ", f.run_timeout_s, ")");
+  KT_USER_CHECK(f.inject_faults.empty() || !f.no_isolate, "--inject-faults needs isolated measurement (drop --no-isolate)");
+  if (!f.inject_faults.empty()) search::FaultPlan check(f.inject_faults);
   target::Target t = target::resolve_target(f.target);
   KT_USER_CHECK(t.kind == target::TargetKind::CPU, "target '", t.name, "' is a ", target::kind_name(t.kind),
                 " GPU target; this ktune build generates code for CPU targets only (try --target=host)");
@@ -74,8 +115,14 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
   search::TuneOptions opt;
   opt.budget = f.budget;
   opt.seed = f.seed;
+  opt.strategy = f.strategy;
   opt.threads = f.threads > 0 ? f.threads : std::max(1, t.cores);
   opt.log_path = f.log.empty() ? def.name + ".jsonl" : f.log;
+  opt.resume = f.resume;
+  opt.isolation.enabled = !f.no_isolate;
+  opt.isolation.compile_timeout_s = f.compile_timeout_s;
+  opt.isolation.run_timeout_s = f.run_timeout_s;
+  opt.isolation.inject_faults = f.inject_faults;
 
   const bool tty = isatty(STDERR_FILENO);
   // On a terminal: one line updated in place. Otherwise (CI logs): a line every tenth of
@@ -89,9 +136,14 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
   };
   if (!f.json_out)
     std::cout << "tuning " << def.name << "(" << params_text(*dag) << ") on " << t.name << " (" << t.triple << ", "
-              << opt.threads << " threads), budget " << opt.budget << ", log " << opt.log_path << std::endl;
+              << opt.threads << " threads), budget " << opt.budget << ", log " << opt.log_path
+              << (opt.resume ? " (resumed)" : "") << (opt.isolation.enabled ? "" : ", measured in-process")
+              << std::endl;
+  // Ctrl-C: finish the candidate in flight, print the summary, leave a resumable log.
+  install_interrupt_handler();
   search::TuneResult r = search::tune(dag, t, opt, progress);
   if (tty) std::fprintf(stderr, "\n");
+  for (const auto& w : r.log_warnings) std::fprintf(stderr, "ktune: warning: %s\n", w.c_str());
 
   if (f.json_out) {
     json params = json::object();
@@ -102,6 +154,9 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
                 {"target", t.name},
                 {"threads", opt.threads},
                 {"trials", r.trials},
+                {"resumed", r.resumed},
+                {"interrupted", r.interrupted},
+                {"isolated", opt.isolation.enabled},
                 {"valid", r.valid},
                 {"errors", r.errors},
                 {"error_counts", r.error_counts},
@@ -119,8 +174,11 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
     }
     std::cout << out.dump(2) << std::endl;
   } else {
-    std::cout << "trials " << r.trials << " (valid " << r.valid << ", errors " << r.errors << ") in " << r.seconds
-              << " s; every candidate verified against the " << r.reference << "\n";
+    if (r.interrupted)
+      std::cout << "interrupted after " << r.trials << " of " << opt.budget << " trials; continue with --resume\n";
+    std::cout << "trials " << r.trials << " (valid " << r.valid << ", errors " << r.errors;
+    if (r.resumed) std::cout << "; " << r.resumed << " from the log";
+    std::cout << ") in " << r.seconds << " s; every candidate verified against the " << r.reference << "\n";
     for (const auto& [k, v] : r.error_counts) std::cout << "  " << k << ": " << v << "\n";
     if (r.best) {
       std::cout << "best: " << r.best->median_ms << " ms, " << r.best->gflops << " GFLOP/s (trial " << r.best->trial
@@ -130,6 +188,7 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
       std::cout << "no valid candidate found\n";
     }
   }
+  if (r.interrupted) return 130;
   return r.best ? 0 : 1;
 }
 
@@ -171,6 +230,22 @@ std::vector<std::string> prescan_kernel_dirs(int argc, char** argv) {
 }
 
 int run_cli(int argc, char** argv) {
+  // `ktune sketches KERNEL ...` is `ktune KERNEL ... --print-sketches`.
+  std::vector<std::string> rewritten;
+  std::vector<char*> rewritten_argv;
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "sketches") {
+      KT_USER_CHECK(i + 1 < argc, "usage: ktune sketches KERNEL [--PARAM=VALUE ...]");
+      for (int k = 0; k < argc; ++k)
+        if (k != i) rewritten.push_back(argv[k]);
+      rewritten.push_back("--print-sketches");
+      for (auto& a : rewritten) rewritten_argv.push_back(a.data());
+      argc = int(rewritten_argv.size());
+      argv = rewritten_argv.data();
+      break;
+    } else if (argv[i][0] != '-') {
+      break;
+    }
   CLI::App app{"ktune: a kernel autotuner. Tunes a kernel (see 'ktune kernels') for a target, "
                "verifying every candidate against a reference, and logs every measurement."};
   app.require_subcommand(1);
@@ -249,7 +324,9 @@ int run_cli(int argc, char** argv) {
   for (auto& s : subcommands)
     if (s.app->parsed()) return s.run();
   for (auto& [cmd, def] : kernel_cmds)
-    if (cmd->parsed()) return tune_kernel(*def, ints[def->name], types[def->name], flags);
+    if (cmd->parsed())
+      return flags.print_sketches ? print_sketches(*def, ints[def->name], types[def->name], flags)
+                                  : tune_kernel(*def, ints[def->name], types[def->name], flags);
   return 2;
 }
 

@@ -1,0 +1,518 @@
+// Sketch generation rules for CPUs and annotation (see sketch.h).
+#include "ktune/search/sketch.h"
+
+#include <algorithm>
+#include <set>
+#include <sstream>
+
+#include "ktune/ir/visitor.h"
+#include "ktune/support/error.h"
+#include "ktune/support/util.h"
+
+namespace ktune::search {
+
+using namespace schedule;
+
+namespace {
+
+// ---- DAG structure queries ------------------------------------------------------------------
+
+struct Read {
+  std::string tensor;
+  std::vector<ir::Expr> indices;
+};
+
+std::vector<Read> reads_of(const te::Operation& op) {
+  std::vector<Read> out;
+  if (!op.body.defined()) return out;
+  ir::post_order_visit(op.body, [&](const ir::Expr& e) {
+    if (const auto* t = e.as<ir::TensorRead>()) out.push_back({t->tensor, t->indices});
+  });
+  return out;
+}
+
+bool uses(const std::vector<ir::Expr>& idx, const ir::Expr& var) {
+  for (const auto& i : idx)
+    if (ir::uses_var(i, var)) return true;
+  return false;
+}
+
+// Data reuse (Ansor's NeedsMultiLevelTiling): a reduction one of whose reads misses a spatial
+// axis, so tiling that axis reuses the data read.
+bool needs_tiling(const te::Operation& op) {
+  if (op.reduce == te::ReduceKind::None) return false;
+  for (const Read& r : reads_of(op))
+    for (const auto& a : op.axes)
+      if (a.extent > 1 && !uses(r.indices, a.var)) return true;
+  return false;
+}
+
+bool has_call(const te::Operation& op) {
+  bool found = false;
+  ir::post_order_visit(op.body, [&](const ir::Expr& e) { found = found || e.as<ir::Call>() != nullptr; });
+  return found;
+}
+
+std::vector<int> consumers(const State& st, int s) {
+  std::vector<int> out;
+  const std::string& name = st.stage(s).op.name;
+  for (int c = 0; c < st.num_stages(); ++c) {
+    if (c == s) continue;
+    for (const Read& r : reads_of(st.stage(c).op))
+      if (r.tensor == name) {
+        out.push_back(c);
+        break;
+      }
+  }
+  return out;
+}
+
+// The single element-wise consumer reading the stage at exactly its own axes, or -1.
+int matched_consumer(const State& st, int s) {
+  auto cs = consumers(st, s);
+  if (cs.size() != 1) return -1;
+  const te::Operation& p = st.stage(s).op;
+  const te::Operation& c = st.stage(cs[0]).op;
+  if (c.reduce != te::ReduceKind::None || c.shape != p.shape) return -1;
+  if (st.stage(cs[0]).location != ComputeLocation::Root || !st.stage(cs[0]).relations.empty()) return -1;
+  for (const Read& r : reads_of(c)) {
+    if (r.tensor != p.name) continue;
+    for (size_t d = 0; d < r.indices.size(); ++d)
+      if (!r.indices[d].same_as(c.axes[d].var)) return -1;
+  }
+  return cs[0];
+}
+
+bool is_placeholder_or_inlined(const State& st, const std::string& name) {
+  const int d = st.dag().find(name);
+  if (d >= 0 && st.dag().ops[d].is_placeholder()) return true;
+  const int s = st.stage_index(name);
+  return s >= 0 && st.stage(s).location == ComputeLocation::Inlined;
+}
+
+// Tensors worth packing for a tiled stage: inputs (or inlined stages) read with a reduction
+// axis in a dimension other than the last, so the inner loops stride across rows.
+std::vector<std::string> pack_candidates(const State& st, int s) {
+  const te::Operation& op = st.stage(s).op;
+  std::vector<std::string> out;
+  for (const Read& r : reads_of(op)) {
+    if (!is_placeholder_or_inlined(st, r.tensor) || r.indices.size() < 2) continue;
+    if (std::find(out.begin(), out.end(), r.tensor) != out.end()) continue;
+    for (size_t d = 0; d + 1 < r.indices.size(); ++d) {
+      bool reduce_here = false;
+      for (const auto& a : op.reduce_axes) reduce_here = reduce_here || ir::uses_var(r.indices[d], a.var);
+      if (reduce_here) {
+        out.push_back(r.tensor);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+bool is_pack_stage(const Sketch& sk, const std::string& name) {
+  return name.size() > 6 && name.compare(name.size() - 6, 6, ".local") == 0 &&
+         std::find(sk.tiled.begin(), sk.tiled.end(), name) == sk.tiled.end() &&
+         std::find(sk.rules.begin(), sk.rules.end(), "pack " + name) != sk.rules.end();
+}
+
+// ---- multi-level tiling ---------------------------------------------------------------------
+
+struct Tiling {
+  std::vector<int> split_step;  // per root axis: index of its split step, or -1
+};
+
+// Splits every spatial loop into the S levels and every reduction loop into the R levels of
+// `structure` and orders them by it. The stage must not have been transformed yet.
+Tiling tile(SketchState& ss, int s, const std::string& structure) {
+  const Stage& stage = ss.state.stage(s);
+  const int nsp = int(stage.op.axes.size()), nrd = int(stage.op.reduce_axes.size());
+  const int nroot = nsp + nrd;
+  const int S = int(std::count(structure.begin(), structure.end(), 'S'));
+  const int R = int(std::count(structure.begin(), structure.end(), 'R'));
+  Tiling t;
+  t.split_step.assign(nroot, -1);
+  std::vector<int> levels(nroot, 1);
+  for (int a = nroot - 1; a >= 0; --a) {
+    const int parts = a < nsp ? S : R;
+    if (ss.state.stage(s).leaf_iter(a).extent == 1 || parts <= 1) continue;
+    levels[a] = parts;
+    t.split_step[a] = int(ss.sketch.steps.size());
+    ss.sketch.holes.push_back({t.split_step[a], -1, {}});
+    ss.apply(SplitStep{s, a, std::vector<int64_t>(parts - 1, 1)});
+  }
+  auto pos = [&](int axis, int level) {
+    int p = 0;
+    for (int a = 0; a < axis; ++a) p += levels[a];
+    return p + level;
+  };
+  std::vector<int> order;
+  int sl = 0, rl = 0;
+  for (char c : structure) {
+    const bool spatial = c == 'S';
+    const int level = spatial ? sl++ : rl++;
+    for (int a = spatial ? 0 : nsp; a < (spatial ? nsp : nroot); ++a) {
+      if (levels[a] == 1 && level != 0) continue;
+      order.push_back(pos(a, level));
+    }
+  }
+  ss.apply(ReorderStep{s, order});
+  ss.sketch.tiled.push_back(ss.state.stage(s).op.name);
+  return t;
+}
+
+// ---- the rules -----------------------------------------------------------------------------
+
+using Cond = SketchRule::Condition;
+using Next = std::vector<std::pair<SketchState, int>>;
+
+class AlwaysInline : public SketchRule {
+ public:
+  const char* name() const override { return "always_inline"; }
+  Cond condition(const SketchState& ss, int s) const override {
+    const Stage& st = ss.state.stage(s);
+    const bool inlineable = !st.op.is_output && st.op.reduce == te::ReduceKind::None && !has_call(st.op) &&
+                            st.location == ComputeLocation::Root && !is_pack_stage(ss.sketch, st.op.name) &&
+                            st.relations.empty();
+    return inlineable ? Cond::ApplyAndSkipRest : Cond::Skip;
+  }
+  Next apply(const SketchState& ss, int s) const override {
+    SketchState n = ss;
+    n.apply(ComputeInlineStep{s});
+    n.sketch.rules.push_back(n.state.stage(s).op.name + ": always_inline");
+    return {{n, s - 1}};
+  }
+};
+
+class AddCacheWrite : public SketchRule {
+ public:
+  const char* name() const override { return "add_cache_write"; }
+  Cond condition(const SketchState& ss, int s) const override {
+    const Stage& st = ss.state.stage(s);
+    if (!needs_tiling(st.op) || matched_consumer(ss.state, s) >= 0 || !st.relations.empty()) return Cond::Skip;
+    for (const Read& r : reads_of(st.op))  // packing comes after the cache write, not before
+      if (is_pack_stage(ss.sketch, r.tensor)) return Cond::Skip;
+    return Cond::Apply;
+  }
+  Next apply(const SketchState& ss, int s) const override {
+    SketchState n = ss;
+    n.apply(CacheWriteStep{s, ir::MemoryScope::Local});
+    n.sketch.rules.push_back(n.state.stage(s + 1).op.name + ": add_cache_write");
+    return {{n, s}};
+  }
+};
+
+class AddCachePack : public SketchRule {
+ public:
+  const char* name() const override { return "add_cache_pack"; }
+  Cond condition(const SketchState& ss, int s) const override {
+    const Stage& st = ss.state.stage(s);
+    if (!needs_tiling(st.op) || !st.relations.empty()) return Cond::Skip;
+    return pack_candidates(ss.state, s).empty() ? Cond::Skip : Cond::Apply;
+  }
+  Next apply(const SketchState& ss, int s) const override {
+    SketchState n = ss;
+    int reader = s;
+    for (const std::string& t : pack_candidates(ss.state, s)) {
+      n.apply(CacheReadStep{t, ir::MemoryScope::Local, {reader}});
+      n.sketch.rules.push_back("pack " + t + ".local");
+      ++reader;
+    }
+    n.sketch.rules.push_back(n.state.stage(reader).op.name + ": add_cache_pack");
+    return {{n, reader}};
+  }
+};
+
+class MultiLevelTilingWithFusion : public SketchRule {
+ public:
+  const char* name() const override { return "multi_level_tiling_with_fusion"; }
+  Cond condition(const SketchState& ss, int s) const override {
+    const Stage& st = ss.state.stage(s);
+    return needs_tiling(st.op) && st.relations.empty() && matched_consumer(ss.state, s) >= 0 ? Cond::ApplyAndSkipRest
+                                                                                              : Cond::Skip;
+  }
+  Next apply(const SketchState& ss, int s) const override {
+    Next out;
+    for (int level : {1, 2}) {
+      SketchState n = ss;
+      const int c = matched_consumer(n.state, s);
+      Tiling t = tile(n, s, "SSRSRS");
+      const int nsp = int(n.state.stage(c).op.axes.size());
+      std::vector<int> levels(nsp, 1);
+      for (int a = nsp - 1; a >= 0; --a) {
+        if (t.split_step[a] < 0) continue;
+        SplitHole h{int(n.sketch.steps.size()), t.split_step[a], {}};
+        h.groups = level == 1 ? std::vector<std::vector<int>>{{0, 1, 2}} : std::vector<std::vector<int>>{{0}, {1, 2}};
+        n.sketch.holes.push_back(h);
+        n.apply(SplitStep{c, a, std::vector<int64_t>(level, 1)});
+        levels[a] = level + 1;
+      }
+      std::vector<int> order;
+      int loops_outer = 0;
+      for (int l = 0; l <= level; ++l)
+        for (int a = 0; a < nsp; ++a) {
+          if (levels[a] == 1 && l != 0) continue;  // an unsplit loop sits in the outermost group
+          int p = 0;
+          for (int b = 0; b < a; ++b) p += levels[b];
+          order.push_back(p + l);
+          if (l < level) ++loops_outer;
+        }
+      n.apply(ReorderStep{c, order});
+      KT_CHECK(loops_outer >= 1, "fusion without outer loops");
+      n.apply(ComputeAtStep{s, c, loops_outer - 1});
+      n.sketch.tiled.push_back(n.state.stage(c).op.name);
+      n.sketch.rules.push_back(n.state.stage(s).op.name + ": multi_level_tiling_with_fusion(level " +
+                               std::to_string(level) + ")");
+      out.push_back({n, s - 1});
+    }
+    return out;
+  }
+};
+
+class MultiLevelTiling : public SketchRule {
+ public:
+  const char* name() const override { return "multi_level_tiling"; }
+  Cond condition(const SketchState& ss, int s) const override {
+    const Stage& st = ss.state.stage(s);
+    return needs_tiling(st.op) && st.relations.empty() ? Cond::ApplyAndSkipRest : Cond::Skip;
+  }
+  Next apply(const SketchState& ss, int s) const override {
+    SketchState n = ss;
+    tile(n, s, "SSRSRS");
+    n.sketch.rules.push_back(n.state.stage(s).op.name + ": multi_level_tiling");
+    return {{n, s - 1}};
+  }
+};
+
+// ktune's own rule: an element-wise stage that reads a tensor in another index order (a
+// transposition or layout change) gets a two-level tiling "SS", so that both the reads and
+// the writes of a tile stay in cache; the untiled sketch is kept as well.
+class TileLayoutChange : public SketchRule {
+ public:
+  const char* name() const override { return "tile_layout_change"; }
+  Cond condition(const SketchState& ss, int s) const override {
+    const Stage& st = ss.state.stage(s);
+    if (st.op.reduce != te::ReduceKind::None || st.location != ComputeLocation::Root || !st.relations.empty() ||
+        st.op.axes.size() < 2)
+      return Cond::Skip;
+    for (const Read& r : reads_of(st.op)) {
+      // The position of each axis among the read's indices; out of order = a layout change.
+      int last = -1;
+      bool ordered = true;
+      for (const auto& a : st.op.axes)
+        for (size_t d = 0; d < r.indices.size(); ++d)
+          if (ir::uses_var(r.indices[d], a.var)) {
+            if (int(d) < last) ordered = false;
+            last = int(d);
+            break;
+          }
+      if (!ordered) return Cond::Apply;
+    }
+    return Cond::Skip;
+  }
+  Next apply(const SketchState& ss, int s) const override {
+    SketchState n = ss;
+    tile(n, s, "SS");
+    n.sketch.rules.push_back(n.state.stage(s).op.name + ": tile_layout_change");
+    return {{n, s - 1}};
+  }
+};
+
+class SkipStage : public SketchRule {
+ public:
+  const char* name() const override { return "skip_stage"; }
+  Cond condition(const SketchState&, int) const override { return Cond::Apply; }
+  Next apply(const SketchState& ss, int s) const override { return {{ss, s - 1}}; }
+};
+
+}  // namespace
+
+const std::vector<std::unique_ptr<SketchRule>>& sketch_rules(target::TargetKind kind) {
+  static const std::vector<std::unique_ptr<SketchRule>> cpu = [] {
+    std::vector<std::unique_ptr<SketchRule>> r;
+    r.push_back(std::make_unique<AlwaysInline>());
+    r.push_back(std::make_unique<AddCacheWrite>());
+    r.push_back(std::make_unique<AddCachePack>());
+    r.push_back(std::make_unique<MultiLevelTilingWithFusion>());
+    r.push_back(std::make_unique<MultiLevelTiling>());
+    r.push_back(std::make_unique<TileLayoutChange>());
+    r.push_back(std::make_unique<SkipStage>());
+    return r;
+  }();
+  KT_USER_CHECK(kind == target::TargetKind::CPU, "sketch rules for ", target::kind_name(kind),
+                " targets are not available yet");
+  return cpu;
+}
+
+std::vector<Sketch> generate_sketches(std::shared_ptr<const te::ComputeDAG> dag, const target::Target& t) {
+  const auto& rules = sketch_rules(t.kind);
+  SketchState init{State(dag), {}};
+  std::vector<std::pair<SketchState, int>> cur = {{init, init.state.num_stages() - 1}};
+  std::vector<Sketch> out;
+  while (!cur.empty()) {
+    std::vector<std::pair<SketchState, int>> next;
+    for (auto& [ss, s] : cur) {
+      if (s < 0) {
+        out.push_back(ss.sketch);
+        continue;
+      }
+      for (const auto& rule : rules) {
+        const auto cond = rule->condition(ss, s);
+        if (cond == SketchRule::Condition::Skip) continue;
+        for (auto& n : rule->apply(ss, s)) next.push_back(std::move(n));
+        if (cond == SketchRule::Condition::ApplyAndSkipRest) break;
+      }
+    }
+    cur = std::move(next);
+    KT_CHECK(out.size() < 10000, "sketch generation does not terminate");
+  }
+  return out;
+}
+
+std::string Sketch::to_string(std::shared_ptr<const te::ComputeDAG> dag) const {
+  std::ostringstream os;
+  for (const auto& r : rules)
+    if (r.rfind("pack ", 0) != 0) os << "# " << r << "\n";
+  State st(dag);
+  for (size_t i = 0; i < steps.size(); ++i) {
+    std::string line = steps[i].to_string(st);
+    const auto* sp = std::get_if<SplitStep>(&steps[i].v);
+    const auto hole = std::find_if(holes.begin(), holes.end(), [&](const SplitHole& h) { return h.step == int(i); });
+    if (sp && hole != holes.end()) {
+      line = line.substr(0, line.rfind('[')) + "[" +
+             join(sp->lengths, ", ", [](int64_t) { return std::string("?"); }) + "])";
+      if (hole->tied_to >= 0) line += "  # follows step " + std::to_string(hole->tied_to);
+    }
+    os << line << "\n";
+    st.apply(steps[i]);
+  }
+  return os.str();
+}
+
+// ---- annotation ------------------------------------------------------------------------------
+
+Annotator::Annotator(std::shared_ptr<const te::ComputeDAG> dag, target::Target t, uint64_t seed)
+    : dag_(std::move(dag)), target_(std::move(t)), rng_(seed) {}
+
+std::vector<int64_t> Annotator::random_lengths(int64_t extent, int parts, int64_t inner_max) {
+  // An ordered factorization extent = f0 * f1 * ... * f(parts-1) (f0 outermost); returns
+  // f1..f(parts-1). The innermost factor is at most inner_max.
+  std::vector<int64_t> f(parts);
+  int64_t rest = extent;
+  for (int k = parts - 1; k >= 1; --k) {
+    std::vector<int64_t> ds;
+    for (int64_t d : divisors(rest))
+      if (k != parts - 1 || d <= inner_max) ds.push_back(d);
+    f[k] = ds[std::uniform_int_distribution<size_t>(0, ds.size() - 1)(rng_)];
+    rest /= f[k];
+  }
+  return {f.begin() + 1, f.end()};
+}
+
+void Annotator::change_compute_locations(State& st, const Sketch& sk) {
+  for (int s = st.num_stages() - 1; s >= 0; --s) {
+    const Stage& stage = st.stage(s);
+    if (stage.op.is_output || stage.location == ComputeLocation::Inlined) continue;
+    if (std::find(sk.tiled.begin(), sk.tiled.end(), stage.op.name) != sk.tiled.end()) continue;
+    if (stage.location == ComputeLocation::At) continue;  // placed by a rule
+    auto cs = consumers(st, s);
+    if (cs.size() != 1 || st.stage(cs[0]).location == ComputeLocation::Inlined) continue;
+    const int c = cs[0];
+    const bool inlineable = stage.op.reduce == te::ReduceKind::None && !is_pack_stage(sk, stage.op.name);
+    const int nloops = int(st.stage(c).leaf.size());
+    // Choices: root, inline (when possible), or at any loop of the consumer.
+    const int choices = 1 + (inlineable ? 1 : 0) + nloops;
+    int pick = std::uniform_int_distribution<int>(0, choices - 1)(rng_);
+    if (pick == 0) continue;
+    if (inlineable && pick == 1) {
+      st.apply(ComputeInlineStep{s});
+      continue;
+    }
+    pick -= inlineable ? 2 : 1;
+    st.apply(ComputeAtStep{s, c, pick});
+  }
+}
+
+void Annotator::parallelize(State& st) {
+  std::uniform_real_distribution<double> u(0, 1);
+  for (int s = 0; s < st.num_stages(); ++s) {
+    const Stage& stage = st.stage(s);
+    if (stage.location != ComputeLocation::Root) continue;
+    int k = 0;
+    int64_t prod = 1;
+    while (k < int(stage.leaf.size()) && stage.leaf_iter(k).kind == IterKind::Spatial &&
+           prod < 16 * std::max(1, target_.cores)) {
+      prod *= stage.leaf_iter(k).extent;
+      ++k;
+    }
+    if (k >= 2 && u(rng_) < 0.2) prod /= stage.leaf_iter(--k).extent;  // sometimes one loop fewer
+    if (k >= 2) {
+      std::vector<int> its(k);
+      for (int i = 0; i < k; ++i) its[i] = i;
+      st.apply(FuseStep{s, its});
+    }
+    if (k >= 1 && st.stage(s).leaf_iter(0).extent > 1) st.apply(AnnotateStep{s, 0, Annotation::Parallel});
+  }
+}
+
+void Annotator::vectorize(State& st) {
+  std::uniform_real_distribution<double> u(0, 1);
+  for (int s = 0; s < st.num_stages(); ++s) {
+    const Stage& stage = st.stage(s);
+    if (stage.location == ComputeLocation::Inlined || stage.leaf.size() < 2) continue;
+    const int last = int(stage.leaf.size()) - 1;
+    const Iterator& it = stage.leaf_iter(last);
+    bool has_attached = false;
+    for (const Stage& o : st.stages())
+      has_attached = has_attached || (o.location == ComputeLocation::At && o.attach_stage == s &&
+                                      o.attach_iter == stage.leaf[last]);
+    if (it.kind != IterKind::Spatial || it.extent < 2 || it.extent > 64 || has_attached ||
+        it.annotation != Annotation::None)
+      continue;
+    if (u(rng_) < 0.9) st.apply(AnnotateStep{s, last, Annotation::Vectorize});
+  }
+}
+
+void Annotator::unroll(State& st, const Sketch& sk) {
+  static const int64_t kSteps[] = {0, 16, 64, 512};
+  for (int s = 0; s < st.num_stages(); ++s) {
+    const Stage& stage = st.stage(s);
+    if (stage.location == ComputeLocation::Inlined || stage.op.reduce == te::ReduceKind::None) continue;
+    const int64_t v = kSteps[std::uniform_int_distribution<int>(0, 3)(rng_)];
+    if (v) st.apply(PragmaStep{s, 0, "auto_unroll_max_step", v});
+  }
+}
+
+State Annotator::annotate(const Sketch& sk) {
+  State st(dag_);
+  std::vector<std::vector<int64_t>> filled(sk.steps.size());
+  for (size_t i = 0; i < sk.steps.size(); ++i) {
+    const auto hole = std::find_if(sk.holes.begin(), sk.holes.end(), [&](const SplitHole& h) { return h.step == int(i); });
+    if (hole == sk.holes.end()) {
+      st.apply(sk.steps[i]);
+      continue;
+    }
+    SplitStep sp = std::get<SplitStep>(sk.steps[i].v);
+    if (hole->tied_to < 0) {
+      const int64_t ext = st.stage(sp.stage).leaf_iter(sp.iter).extent;
+      sp.lengths = random_lengths(ext, int(sp.lengths.size()) + 1, 64);
+    } else {
+      const auto& src = filled[hole->tied_to];
+      sp.lengths.clear();
+      for (const auto& g : hole->groups) {
+        int64_t p = 1;
+        for (int k : g) p *= src.at(k);
+        sp.lengths.push_back(p);
+      }
+    }
+    filled[i] = sp.lengths;
+    st.apply(sp);
+  }
+  change_compute_locations(st, sk);
+  parallelize(st);
+  vectorize(st);
+  unroll(st, sk);
+  return st;
+}
+
+}  // namespace ktune::search
