@@ -150,7 +150,9 @@ int sh(const std::string& cmd) {
   return std::system(cmd.c_str());
 }
 
-bool have(const std::string& compiler) { return std::system(("command -v " + compiler + " >/dev/null 2>&1").c_str()) == 0; }
+bool have(const std::string& compiler) {
+  return std::system(("command -v '" + compiler + "' >/dev/null 2>&1").c_str()) == 0;
+}
 
 // Runs the built program in `dir` and compares every output with the interpreter's.
 void run_and_compare(const fs::path& dir, const std::string& exe, const std::vector<Case>& cases, const std::string& what) {
@@ -238,10 +240,12 @@ TEST_CASE("exported C compiles with gcc and clang as C99 and matches the interpr
   const std::string srcs = c_files(cs, ".c");
   std::vector<std::pair<std::string, std::string>> builds = {{"gcc", "gcc -std=c99 -O2"},
                                                              {"gcc-openmp", "gcc -std=c99 -O2 -fopenmp"}};
-  if (have("clang-19"))
-    builds.push_back({"clang", "clang-19 -std=c99 -O2"});
-  else if (have("clang"))
-    builds.push_back({"clang", "clang -std=c99 -O2"});
+  // Clang: LLVM 19's if installed (on PATH or in Debian's /usr/lib/llvm-19), else any clang.
+  std::string clang;
+  for (const char* c : {"clang-19", "/usr/lib/llvm-19/bin/clang", "clang"})
+    if (clang.empty() && have(c)) clang = c;
+  if (!clang.empty())
+    builds.push_back({"clang", clang + " -std=c99 -O2"});
   else
     WARN("clang is not installed: the exported C is compiled with gcc only");
   for (const auto& [name, cc] : builds) {
