@@ -1,0 +1,81 @@
+// Sketch generation rules and annotation: the sketches each kernel gets, and every annotated
+// sketch lowering to the values of the tensor expression.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+
+#include "ktune/search/sampler.h"
+#include "ktune/search/sketch.h"
+#include "ktune/te/kernel.h"
+#include "support/dags.h"
+
+using namespace ktune;
+using namespace ktune::testing;
+
+namespace {
+bool has_rule(const search::Sketch& sk, const std::string& rule) {
+  return std::any_of(sk.rules.begin(), sk.rules.end(), [&](const std::string& r) { return r.find(rule) != std::string::npos; });
+}
+std::shared_ptr<const te::ComputeDAG> shipped(const std::string& name, std::map<std::string, int64_t> params) {
+  te::KernelRegistry reg;
+  reg.add_directory(te::shipped_kernel_dir());
+  return std::make_shared<const te::ComputeDAG>(reg.find(name)->instantiate(params));
+}
+}  // namespace
+
+TEST_CASE("sketch: matmul gets Ansor's sketches plus packing", "[sketch]") {
+  auto sks = search::generate_sketches(matmul_dag(64, 64, 64), target::host_target());
+  REQUIRE(sks.size() == 6);
+  int fused1 = 0, fused2 = 0, plain = 0, packed = 0;
+  for (const auto& sk : sks) {
+    fused1 += has_rule(sk, "with_fusion(level 1)");
+    fused2 += has_rule(sk, "with_fusion(level 2)");
+    plain += has_rule(sk, "C: multi_level_tiling");
+    packed += has_rule(sk, "add_cache_pack");
+  }
+  CHECK(fused1 == 2);
+  CHECK(fused2 == 2);
+  CHECK(plain == 2);
+  CHECK(packed == 3);
+  // The text shows holes and the consumer following its producer's tiling.
+  const std::string text = sks[1].to_string(matmul_dag(64, 64, 64));
+  CHECK_THAT(text, Catch::Contains("split(C.local, i, [?, ?, ?])") && Catch::Contains("# follows step"));
+}
+
+TEST_CASE("sketch: fusion of a reduction with its element-wise consumer", "[sketch]") {
+  auto sks = search::generate_sketches(dense_relu_dag(16, 32, 8), target::host_target());
+  // D has a matched element-wise consumer Y: no cache write, fusion at two levels (x packing).
+  for (const auto& sk : sks) CHECK_FALSE(has_rule(sk, "add_cache_write"));
+  CHECK(std::count_if(sks.begin(), sks.end(), [](auto& s) { return has_rule(s, "with_fusion"); }) == int(sks.size()));
+}
+
+TEST_CASE("sketch: padding is inlined; softmax's stages are not tiled; transposes are tiled", "[sketch]") {
+  const auto t = target::host_target();
+  for (const auto& sk : search::generate_sketches(conv1d_dag(3, 12, 4, 3, 1), t)) CHECK(has_rule(sk, "Ipad: always_inline"));
+  for (const auto& sk : search::generate_sketches(softmax_dag(4, 8), t)) CHECK_FALSE(has_rule(sk, "tiling"));
+  auto tr = search::generate_sketches(shipped("transpose2d", {{"M", 8}, {"N", 8}}), t);
+  CHECK(std::any_of(tr.begin(), tr.end(), [](auto& s) { return has_rule(s, "tile_layout_change"); }));
+}
+
+TEST_CASE("sketch: every annotated sketch of every shipped kernel computes the right values", "[sketch]") {
+  te::KernelRegistry reg;
+  reg.add_directory(te::shipped_kernel_dir());
+  const std::map<std::string, int64_t> small = {{"M", 6}, {"N", 10}, {"K", 4}, {"B", 2}, {"C", 3},
+                                                {"H", 7}, {"W", 6}, {"R", 3}, {"S", 3}};
+  const auto t = target::host_target();
+  for (const auto& def : reg.kernels()) {
+    std::map<std::string, int64_t> vals;
+    for (const auto& p : def.params)
+      if (small.count(p.name)) vals[p.name] = small.at(p.name);
+    auto dag = std::make_shared<const te::ComputeDAG>(def.instantiate(vals));
+    auto sketches = search::generate_sketches(dag, t);
+    REQUIRE(!sketches.empty());
+    search::Annotator annotator(dag, t, 11);
+    for (size_t k = 0; k < sketches.size(); ++k)
+      for (int i = 0; i < 3; ++i) {
+        schedule::State st = annotator.annotate(sketches[k]);
+        INFO(def.name << " sketch " << k << "\n" << st.steps_text());
+        CHECK(check_lowering(st, i) < 1e-5);
+      }
+  }
+}
