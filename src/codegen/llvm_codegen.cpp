@@ -558,6 +558,58 @@ class CodeGenLLVM {
     return {Address::Gather, b_.CreateInBoundsGEP(st, base, to_i64(emit(index))), lanes};
   }
 
+  // Gathers and scatters are emitted in chunks of power-of-two lanes. LLVM 19's X86 backend
+  // widens an odd lane count (a vectorized loop of extent 34, say) with gathers whose index
+  // vector is entirely undefined padding, and the register allocator may give that index the
+  // destination's register, which the CPU rejects (#UD, SIGILL: "vgatherqps (%rax,%zmm0,4),
+  // %ymm0"). Power-of-two pieces are split by the backend without undefined index vectors.
+  static std::vector<std::pair<int, int>> pow2_chunks(int lanes) {
+    std::vector<std::pair<int, int>> out;  // (first lane, count)
+    for (int at = 0; at < lanes;) {
+      int c = 1;
+      while (c * 2 <= lanes - at) c *= 2;
+      out.push_back({at, c});
+      at += c;
+    }
+    return out;
+  }
+
+  llvm::Value* lanes_of(llvm::Value* v, int first, int count) {
+    if (!v) return nullptr;
+    std::vector<int> idx;
+    for (int i = 0; i < count; ++i) idx.push_back(first + i);
+    return b_.CreateShuffleVector(v, idx);
+  }
+
+  llvm::Value* gather(llvm::FixedVectorType* vt, llvm::Value* ptrs, llvm::Align align, llvm::Value* mask,
+                      llvm::Value* passthru) {
+    const int lanes = int(vt->getNumElements());
+    const auto chunks = pow2_chunks(lanes);
+    if (chunks.size() == 1) return b_.CreateMaskedGather(vt, ptrs, align, mask, passthru);
+    llvm::Value* out = llvm::PoisonValue::get(vt);
+    for (auto [first, count] : chunks) {
+      llvm::Value* part = b_.CreateMaskedGather(llvm::FixedVectorType::get(vt->getElementType(), unsigned(count)),
+                                                lanes_of(ptrs, first, count), align, lanes_of(mask, first, count),
+                                                lanes_of(passthru, first, count));
+      // Widen the part to `lanes` and blend it into lanes [first, first + count).
+      std::vector<int> widen, blend;
+      for (int i = 0; i < lanes; ++i) widen.push_back(i < count ? i : -1);
+      for (int i = 0; i < lanes; ++i) blend.push_back(i >= first && i < first + count ? lanes + i - first : i);
+      out = b_.CreateShuffleVector(out, b_.CreateShuffleVector(part, widen), blend);
+    }
+    return out;
+  }
+
+  void scatter(llvm::Value* v, llvm::Value* ptrs, llvm::Align align) {
+    const int lanes = int(llvm::cast<llvm::FixedVectorType>(v->getType())->getNumElements());
+    const auto chunks = pow2_chunks(lanes);
+    if (chunks.size() == 1) {
+      b_.CreateMaskedScatter(v, ptrs, align);
+      return;
+    }
+    for (auto [first, count] : chunks) b_.CreateMaskedScatter(lanes_of(v, first, count), lanes_of(ptrs, first, count), align);
+  }
+
   static bool has_load(const Expr& e) {
     bool found = false;
     ir::post_order_visit(e, [&](const Expr& x) { found = found || x.as<ir::Load>() != nullptr; });
@@ -629,7 +681,7 @@ class CodeGenLLVM {
         auto* vt = llvm::FixedVectorType::get(st, a.lanes);
         llvm::Value* zero = llvm::Constant::getNullValue(vt);
         v = a.kind == Address::Contiguous ? b_.CreateMaskedLoad(vt, a.ptr, align, mask_, zero)
-                                          : b_.CreateMaskedGather(vt, a.ptr, align, mask_, zero);
+                                          : gather(vt, a.ptr, align, mask_, zero);
       } else {
         // The lanes do not line up with the mask (or one address serves all lanes): read
         // only if some lane is chosen, else read element 0, which always exists.
@@ -663,7 +715,7 @@ class CodeGenLLVM {
         v = b_.CreateVectorSplat(unsigned(a.lanes), b_.CreateAlignedLoad(st, a.ptr, align));
         break;
       case Address::Gather:
-        v = b_.CreateMaskedGather(llvm::FixedVectorType::get(st, a.lanes), a.ptr, align);
+        v = gather(llvm::FixedVectorType::get(st, a.lanes), a.ptr, align, nullptr, nullptr);
         break;
     }
     if (et.is_bool()) v = b_.CreateICmpNE(v, llvm::Constant::getNullValue(v->getType()));
@@ -763,7 +815,7 @@ class CodeGenLLVM {
         b_.CreateAlignedStore(b_.CreateExtractElement(v, uint64_t(a.lanes - 1)), a.ptr, align);
         return;
       case Address::Gather:
-        b_.CreateMaskedScatter(v, a.ptr, align);
+        scatter(v, a.ptr, align);
         return;
     }
   }
