@@ -56,6 +56,7 @@ expect 2 "--shard must be INDEX/COUNT" -- "$KTUNE" tune small.json --shard=x --l
 expect 2 "the shard count must be at least 1" -- "$KTUNE" tune small.json --shard=0/0 --log=keep.jsonl
 expect 2 "--budget must be positive" -- "$KTUNE" tune small.json --budget=0 --log=keep.jsonl
 expect 2 "GPU target" -- "$KTUNE" tune small.json --target=a100 --log=keep.jsonl
+expect 2 "unknown strategy 'nope'" -- "$KTUNE" tune small.json --strategy=nope --log=keep.jsonl
 [ "$(cat keep.jsonl)" = "existing line" ] && ok "log untouched by failing list commands" || fail "a failing tune modified the log"
 
 # ---- the shipped lists validate (dry run) --------------------------------------------------

@@ -3,6 +3,7 @@
 // all measurements in one log. See docs/cli.md.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -32,6 +33,7 @@ struct TuneListFlags {
   std::string shard = "0/1";
   int threads = 0;
   uint64_t seed = 0;
+  std::string strategy = "random";
   bool json_out = false;
   bool dry_run = false;
 };
@@ -69,6 +71,12 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
                 ")");
   KT_USER_CHECK(f.threads >= 0, "--threads must be positive (got ", f.threads, ")");
   const target::Target t = resolve_measure_target(f.target);
+  const auto strategies = search::strategy_names();
+  if (std::find(strategies.begin(), strategies.end(), f.strategy) == strategies.end()) {
+    std::string known;
+    for (const auto& s : strategies) known += (known.empty() ? "" : ", ") + s;
+    throw UserError("unknown strategy '" + f.strategy + "' (available: " + known + ")");
+  }
   for (const auto& w : work) check_cpu_dtypes(*w.dag, f.list + ": workloads[" + std::to_string(w.index) + "]");
   const std::string shard_text = std::to_string(shard.index) + "/" + std::to_string(shard.count);
   if (work.empty()) {
@@ -90,6 +98,7 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
     task.dag = w.dag;
     task.weight = w.weight;
     task.options.threads = threads;
+    task.options.strategy = f.strategy;
     // A workload's candidates depend on the seed and the workload, not on the list or shard.
     task.options.seed = fnv1a64(w.key + "#" + std::to_string(f.seed));
     tasks.push_back(task);
@@ -225,6 +234,8 @@ void register_tune_list_command(CLI::App& app, const te::KernelRegistry& reg, st
   cmd->add_option("--shard", f->shard, "Tune slice INDEX/COUNT of the list (e.g. 0/4)")->capture_default_str();
   cmd->add_option("--threads", f->threads, "Threads for parallel loops (default: all cores)");
   cmd->add_option("--seed", f->seed, "Random seed")->capture_default_str();
+  cmd->add_option("--strategy", f->strategy, "Search strategy of every workload (as for a single kernel)")
+      ->capture_default_str();
   cmd->add_flag("--json", f->json_out, "Print one JSON document with the summary on stdout");
   cmd->add_flag("--dry-run", f->dry_run, "Validate the list and show the workloads of the shard; tune nothing");
   out.push_back({cmd, [f, &reg] { return run_tune_list(*f, reg); }});
