@@ -190,6 +190,16 @@ TEST_CASE("tune_tasks spends exactly the budget, warms every task up and logs ev
   CHECK(log.records.size() == 30);
   std::filesystem::remove(path);
 
+  // A workload that cannot be measured (a ktune bug in its setup) is dropped; the others go on.
+  ListTuneResult partial = tune_tasks(tasks, target::host_target(), 12, opt, nullptr,
+                                      [&](const ListTask& lt) -> std::unique_ptr<MeasureBackend> {
+                                        if (lt.dag == tasks[1].dag) throw InternalError("no reference");
+                                        return std::make_unique<FakeBackend>();
+                                      });
+  CHECK(partial.dropped[1].find("could not be measured: no reference") != std::string::npos);
+  CHECK(partial.trials == 12);
+  CHECK(partial.results[0].trials + partial.results[2].trials == 12);
+
   // A stop request ends the run between rounds.
   request_stop();
   ListTuneResult stopped = tune_tasks(tasks, target::host_target(), 30, opt, nullptr,

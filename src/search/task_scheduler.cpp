@@ -135,12 +135,23 @@ ListTuneResult tune_tasks(const std::vector<ListTask>& tasks, const target::Targ
     const int i = sched.next();
     if (i < 0) break;
     auto& task = running[size_t(i)];
-    if (!task) {
-      const ListTask& lt = tasks[size_t(i)];
-      task = std::make_unique<TuningTask>(lt.dag, t, lt.options, log, make_backend ? make_backend(lt) : nullptr);
-    }
     const int n = std::min(opt.round_trials, budget - out.trials);
-    const int measured = task->step(n);
+    int measured = 0;
+    // A ktune bug while setting up or measuring one workload (the reference, the backend)
+    // drops that workload instead of ending the whole list; bad input still ends it.
+    try {
+      if (!task) {
+        const ListTask& lt = tasks[size_t(i)];
+        task = std::make_unique<TuningTask>(lt.dag, t, lt.options, log, make_backend ? make_backend(lt) : nullptr);
+      }
+      measured = task->step(n);
+    } catch (const UserError&) {
+      throw;
+    } catch (const std::exception& e) {
+      sched.drop(i, std::string("could not be measured: ") + e.what());
+      ++out.rounds;
+      continue;
+    }
     out.trials += measured;
     out.results[size_t(i)] = task->result();
     const auto& r = task->result();
