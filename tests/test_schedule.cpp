@@ -238,6 +238,21 @@ TEST_CASE("follow_split: a consumer follows its producer's tiling", "[lower][fol
   }
 }
 
+TEST_CASE("follow steps may split a loop by more than its extent", "[lower][follow]") {
+  auto dag = matmul_dag(4, 40, 3);
+  State st(dag);
+  st.apply(SplitStep{0, 1, {8, 4}});              // 0: C i j.0 (2) j.1 (8) j.2 (4) k
+  st.apply(FollowSplitStep{0, 0, 0, 2});          // i (4) -> 1 x 8 x 4, guarded
+  CHECK(st.stage(0).leaf_iter(0).extent == 1);
+  CHECK(st.stage(0).leaf_iter(2).extent == 4);
+  st.apply(FollowFusedSplitStep{0, 6, {0}, 0, true});  // k (3) -> 1 x 8
+  CHECK(st.stage(0).leaf_iter(7).extent == 8);
+  st.apply(AnnotateStep{0, 5, Annotation::Vectorize});
+  CHECK(check_lowering(st) < 1e-5);
+  // A plain split still refuses.
+  CHECK_THROWS_WITH(State(dag).apply(SplitStep{0, 0, {8}}), Catch::Contains("more than the extent"));
+}
+
 TEST_CASE("follow_fused_split splits a fused loop by a product of split lengths", "[lower][follow]") {
   for (bool factor : {true, false}) {
     auto dag = dense_relu_dag(13, 11, 4);

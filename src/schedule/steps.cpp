@@ -46,8 +46,11 @@ bool reads_tensor(const te::Operation& op, const std::string& name) {
 }
 
 // Splits the loop at position `iter` of stage `stage` by `lengths`; `what` names the step
-// in messages ("split", "follow_split", ...).
-void split_loop(State& st, int stage_idx, int iter, const std::vector<int64_t>& lengths, const char* what) {
+// in messages ("split", "follow_split", ...). `may_exceed`: the lengths may multiply to more
+// than the extent (follow steps take them from another loop; the outer loop then has one
+// iteration and the tail is guarded).
+void split_loop(State& st, int stage_idx, int iter, const std::vector<int64_t>& lengths, const char* what,
+                bool may_exceed = false) {
   Stage& stage = stage_of(st, stage_idx, what);
   check_iter(stage, iter, what);
   const int id = stage.leaf[iter];
@@ -57,7 +60,7 @@ void split_loop(State& st, int stage_idx, int iter, const std::vector<int64_t>& 
   for (int64_t l : lengths) {
     KT_CANDIDATE_CHECK(l >= 1, what, " of ", stage.op.name, ".", parent.name, ": length ", l, " is not positive");
     prod *= l;
-    KT_CANDIDATE_CHECK(prod <= parent.extent, what, " of ", stage.op.name, ".", parent.name,
+    KT_CANDIDATE_CHECK(may_exceed || prod <= parent.extent, what, " of ", stage.op.name, ".", parent.name,
                        ": lengths multiply to more than the extent ", parent.extent);
   }
   SplitRelation rel{id, {}, lengths};
@@ -103,7 +106,7 @@ std::vector<int64_t> follow_split_lengths(const FollowSplitStep& s, const State&
 }
 
 void apply(const FollowSplitStep& s, State& st) {
-  split_loop(st, s.stage, s.iter, follow_split_lengths(s, st), "follow_split");
+  split_loop(st, s.stage, s.iter, follow_split_lengths(s, st), "follow_split", true);
 }
 
 int64_t follow_fused_split_length(const FollowFusedSplitStep& s, const State& st) {
@@ -127,7 +130,7 @@ void apply(const FollowFusedSplitStep& s, State& st) {
   const int64_t extent = stage.leaf_iter(s.iter).extent;
   // nparts: at most `len` outer iterations.
   const int64_t inner = s.factor_or_nparts ? len : ceil_div(extent, std::max<int64_t>(len, 1));
-  split_loop(st, s.stage, s.iter, {inner}, "follow_fused_split");
+  split_loop(st, s.stage, s.iter, {inner}, "follow_fused_split", true);
 }
 
 void apply(const FuseStep& s, State& st) {

@@ -27,14 +27,17 @@ struct SplitStep {
 // state's step history) split its loop, so that e.g. an element-wise consumer follows its
 // producer's tiling (Ansor's FollowSplitStep). With the source lengths l1..lk, the loop is
 // split into n_split + 1 loops with lengths [l1, ..., l(n_split-1), l(n_split)*...*lk]
-// (1 <= n_split <= k + 1; n_split = k + 1 appends a loop of extent 1).
+// (1 <= n_split <= k + 1; n_split = k + 1 appends a loop of extent 1). Unlike split, the
+// lengths may multiply to more than the extent (the outer loop then runs once; the tail is
+// guarded), since they come from another loop.
 struct FollowSplitStep {
   int stage, iter, src_step_id, n_split;
 };
 // Splits loop `iter` into two by the product L of lengths[level] of the earlier split steps
 // `src_step_ids` (Ansor's FollowFusedSplitStep, e.g. a fused cache loop split by the thread
 // count of its consumer). factor_or_nparts = true: the inner loop has extent L; false: the
-// outer loop has at most L iterations (inner extent ceil(extent / L)).
+// outer loop has at most L iterations (inner extent ceil(extent / L)). L may exceed the
+// extent, as for follow_split.
 struct FollowFusedSplitStep {
   int stage, iter;
   std::vector<int> src_step_ids;
