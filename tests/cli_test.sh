@@ -43,6 +43,15 @@ expect 2 "does not support yet" -- "$KTUNE" matmul --dtype=f16 --log=keep.jsonl
 expect 2 "a command is required" -- "$KTUNE"
 expect 2 "is not a directory" -- "$KTUNE" --kernels nodir kernels
 
+expect 2 "--compile-timeout must be positive" -- "$KTUNE" matmul --compile-timeout=0 --log=keep.jsonl
+expect 2 "--run-timeout must be positive" -- "$KTUNE" matmul --run-timeout=-1 --log=keep.jsonl
+expect 2 "unknown fault 'boom'" -- "$KTUNE" matmul --inject-faults=boom --log=keep.jsonl
+expect 2 "needs isolated measurement" -- "$KTUNE" matmul --inject-faults=segv --no-isolate --log=keep.jsonl
+expect 2 "no tuning log 'none.jsonl'" -- "$KTUNE" matmul --resume --log=none.jsonl
+printf 'garbage\nexisting line\n' > bad.jsonl
+expect 2 "bad.jsonl:1: not valid JSON" -- "$KTUNE" matmul --M=8 --N=8 --K=8 --budget=2 --resume --log=bad.jsonl
+[ "$(cat bad.jsonl)" = "$(printf 'garbage\nexisting line')" ] || { echo "FAIL: a refused --resume modified a log"; fails=$((fails + 1)); }
+
 if [ "$(cat keep.jsonl)" != "existing line" ]; then
   echo "FAIL: an existing log was modified by a failing command"; fails=$((fails + 1))
 fi
@@ -63,6 +72,23 @@ if [ "$(wc -l < scale.jsonl)" -ne 5 ]; then
   echo "FAIL: log not appended"; fails=$((fails + 1))
 else
   echo "ok:   log appended"
+fi
+
+# --resume against a log of another kernel definition or thread count: refused, log unchanged.
+mm=(matmul --M=8 --N=8 --K=8)
+"$KTUNE" "${mm[@]}" --budget=2 --threads=2 --log=r.jsonl >/dev/null 2>&1
+cp r.jsonl r0.jsonl
+expect 2 "(pass --threads=2)" -- "$KTUNE" "${mm[@]}" --budget=4 --threads=1 --resume --log=r.jsonl
+mkdir -p mine2
+mmfile=$("$KTUNE" kernels | grep -A2 '^matmul(' | tail -1 | tr -d ' ')
+sed 's/A\[i, k\] \* B\[k, j\]/A[i, k] * B[k, j] * 2/' "$mmfile" > mine2/matmul.kt
+expect 2 "another definition of the kernel" -- "$KTUNE" --kernels mine2 "${mm[@]}" --budget=4 --threads=2 --resume --log=r.jsonl
+cmp -s r.jsonl r0.jsonl || { echo "FAIL: a refused --resume modified the log"; fails=$((fails + 1)); }
+"$KTUNE" "${mm[@]}" --budget=4 --threads=2 --resume --log=r.jsonl > r.txt 2>&1
+if [ $? -ne 0 ] || [ "$(wc -l < r.jsonl)" -ne 4 ] || ! grep -q "2 from the log" r.txt; then
+  echo "FAIL: --resume"; cat r.txt; fails=$((fails + 1))
+else
+  echo "ok:   --resume continues a log"
 fi
 
 "$KTUNE" kernels > kernels.txt 2>&1 && grep -q '^matmul(M=' kernels.txt || { echo "FAIL: ktune kernels"; fails=$((fails + 1)); }

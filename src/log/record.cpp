@@ -8,6 +8,8 @@
 #include <fstream>
 #include <map>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ktune/support/error.h"
@@ -153,44 +155,86 @@ Record record_from_json(const json& j) {
 }
 
 LogWriter::LogWriter(const std::string& path) : path_(path) {
-  file_ = std::fopen(path.c_str(), "a");
-  KT_USER_CHECK(file_ != nullptr, "cannot write the tuning log '", path, "': ", std::strerror(errno));
+  fd_ = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  KT_USER_CHECK(fd_ >= 0, "cannot write the tuning log '", path, "': ", std::strerror(errno));
+  // A run killed in the middle of a write leaves a last line without its newline: end it, so
+  // that the next record starts a line of its own (readers skip the truncated one).
+  struct stat st {};
+  char last = '\n';
+  if (::fstat(fd_, &st) == 0 && st.st_size > 0 && ::pread(fd_, &last, 1, st.st_size - 1) == 1 && last != '\n')
+    write_all("\n");
 }
 
 LogWriter::~LogWriter() {
-  if (file_) std::fclose(file_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void LogWriter::write_all(const std::string& text) {
+  size_t off = 0;
+  while (off < text.size()) {
+    const ssize_t w = ::write(fd_, text.data() + off, text.size() - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) throw UserError(detail::concat("cannot write the tuning log '", path_, "': ", std::strerror(errno)));
+    off += size_t(w);
+  }
 }
 
 void LogWriter::write(const Record& r) {
-  KT_CHECK(file_ != nullptr, "log not open");
-  const std::string line = to_json(r).dump() + "\n";
-  if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0)
-    throw UserError(detail::concat("cannot write the tuning log '", path_, "': ", std::strerror(errno)));
+  KT_CHECK(fd_ >= 0, "log not open");
+  // One write() per record on an O_APPEND file: the record reaches the file (the kernel's page
+  // cache, which survives the process being killed) before the next candidate starts.
+  write_all(to_json(r).dump() + "\n");
 }
 
-LogContents read_log(const std::string& path, bool skip_bad_lines) {
-  std::ifstream in(path);
-  KT_USER_CHECK(in.good(), "cannot read the tuning log '", path, "': ", std::strerror(errno));
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
+namespace {
+// A line cut short by an interrupted write: JSON that ends before the document does.
+bool is_truncated_json(const std::string& line) {
+  try {
+    return json::parse(line).is_discarded();
+  } catch (const json::parse_error& e) {
+    return e.byte > line.size();
+  }
+}
+}  // namespace
+
+LogContents parse_log(std::string_view text, const std::string& name, bool skip_bad_lines) {
+  std::vector<std::string_view> lines;
+  for (size_t start = 0; start < text.size();) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string_view::npos) nl = text.size();
+    lines.push_back(text.substr(start, nl - start));
+    start = nl + 1;
+  }
   LogContents out;
   for (size_t i = 0; i < lines.size(); ++i) {
-    const std::string& line = lines[i];
+    const std::string line(lines[i]);
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     try {
       out.records.push_back(record_from_json(json::parse(line)));
     } catch (const std::exception& e) {
       const bool last = i + 1 == lines.size();
-      std::string what = dynamic_cast<const json::exception*>(&e) ? "not valid JSON" : e.what();
-      std::string msg = path + ":" + std::to_string(i + 1) + ": " + what;
-      if (last || skip_bad_lines) {
-        out.warnings.push_back(msg + (last ? " (truncated last line skipped)" : " (line skipped)"));
+      const bool json_error = dynamic_cast<const json::exception*>(&e) != nullptr;
+      const bool truncated = json_error && is_truncated_json(line);
+      std::string what = json_error ? (truncated ? "incomplete record" : "not valid JSON") : e.what();
+      std::string msg = name + ":" + std::to_string(i + 1) + ": " + what;
+      if (last || truncated || skip_bad_lines) {
+        out.warnings.push_back(msg + (last ? " (truncated last line skipped)"
+                                      : truncated ? " (truncated line of an interrupted run skipped)"
+                                                  : " (line skipped)"));
         continue;
       }
       throw UserError(msg);
     }
   }
   return out;
+}
+
+LogContents read_log(const std::string& path, bool skip_bad_lines) {
+  std::ifstream in(path, std::ios::binary);
+  KT_USER_CHECK(in.good(), "cannot read the tuning log '", path, "': ", std::strerror(errno));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  KT_USER_CHECK(!in.bad(), "cannot read the tuning log '", path, "': ", std::strerror(errno));
+  return parse_log(text, path, skip_bad_lines);
 }
 
 std::vector<Record> best_records(const std::vector<Record>& records) {

@@ -1,8 +1,11 @@
 // Candidate measurement with verification against a reference.
 #include "ktune/search/measurer.h"
 
+#include <chrono>
+
 #include "ktune/ir/interpreter.h"
 #include "ktune/schedule/lower.h"
+#include "ktune/search/isolated.h"
 #include "ktune/support/debug.h"
 #include "ktune/support/error.h"
 
@@ -11,8 +14,17 @@ namespace ktune::search {
 using runtime::ErrorClass;
 using runtime::HostBuffer;
 
+const char* phase_name(MeasurePhase p) {
+  switch (p) {
+    case MeasurePhase::Compile: return "compile";
+    case MeasurePhase::Run: return "run";
+    case MeasurePhase::Time: return "time";
+  }
+  return "?";
+}
+
 Measurer::Measurer(std::shared_ptr<const te::ComputeDAG> dag, target::Target t, int threads,
-                   runtime::TimingOptions timing)
+                   runtime::TimingOptions timing, std::optional<Reference> reference)
     : dag_(std::move(dag)), runner_(std::make_unique<runtime::CpuRunner>(std::move(t), threads)), timing_(timing) {
   uint64_t seed = 1;
   for (int i : dag_->inputs()) {
@@ -23,9 +35,19 @@ Measurer::Measurer(std::shared_ptr<const te::ComputeDAG> dag, target::Target t, 
   for (int i : dag_->outputs()) {
     const auto& op = dag_->ops[i];
     outputs_.emplace_back(op.dtype, op.shape);
-    expected_.emplace_back(op.dtype, op.shape);
   }
-  compute_reference();
+  if (reference) {
+    KT_CHECK(reference->outputs.size() == outputs_.size(), "reference has ", reference->outputs.size(),
+             " outputs, the workload ", outputs_.size());
+    for (size_t i = 0; i < outputs_.size(); ++i)
+      KT_CHECK(reference->outputs[i].dtype() == outputs_[i].dtype() &&
+                   reference->outputs[i].shape() == outputs_[i].shape(),
+               "reference output ", i, " has another type or shape than the workload's");
+    reference_ = std::move(*reference);
+  } else {
+    for (const auto& b : outputs_) reference_.outputs.emplace_back(b.dtype(), b.shape());
+    compute_reference();
+  }
 }
 
 Measurer::~Measurer() = default;
@@ -35,22 +57,27 @@ void Measurer::compute_reference() {
   ir::LoweredFunc f = schedule::lower(naive, dag_->kernel + "_reference");
   std::vector<void*> args;
   for (auto& b : inputs_) args.push_back(b.data());
-  for (auto& b : expected_) {
+  for (auto& b : reference_.outputs) {
     b.poison();
     args.push_back(b.data());
   }
   if (dag_->flop_count() <= kInterpreterFlopLimit) {
-    reference_kind_ = "interpreter";
+    reference_.kind = "interpreter";
     ir::interpret(f, args);
   } else {
-    reference_kind_ = "naive schedule";
+    reference_.kind = "naive schedule";
     auto k = runner_->compile(f);
     k->run(args);
   }
-  debug(1) << "reference for " << dag_->kernel << " computed by the " << reference_kind_ << "\n";
+  debug(1) << "reference for " << dag_->kernel << " computed by the " << reference_.kind << "\n";
 }
 
-MeasureResult Measurer::measure(const schedule::State& state) {
+MeasureResult Measurer::measure(const schedule::State& state) { return measure(state, nullptr); }
+
+MeasureResult Measurer::measure(const schedule::State& state, MeasureObserver* observer) {
+  MeasureObserver none;
+  MeasureObserver& obs = observer ? *observer : none;
+  obs.on_phase(MeasurePhase::Compile, 0);
   MeasureResult r;
   ir::LoweredFunc f;
   try {
@@ -79,6 +106,9 @@ MeasureResult Measurer::measure(const schedule::State& state) {
     b.poison();
     args.push_back(b.data());
   }
+  obs.on_phase(MeasurePhase::Run, 0);
+  obs.before_run(args);
+  const auto t0 = std::chrono::steady_clock::now();
   try {
     k->run(args);
   } catch (const std::exception& e) {
@@ -86,16 +116,19 @@ MeasureResult Measurer::measure(const schedule::State& state) {
     r.message = e.what();
     return r;
   }
+  const double run_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  obs.after_run(outputs_);
   for (size_t i = 0; i < outputs_.size(); ++i) {
-    const double err = runtime::relative_l2_error(outputs_[i], expected_[i]);
+    const double err = runtime::relative_l2_error(outputs_[i], reference_.outputs[i]);
     r.rel_error = std::max(r.rel_error, err);
     if (!(err <= runtime::tolerance_for(outputs_[i].dtype()))) {
       r.error = ErrorClass::WrongAnswer;
       r.message = detail::concat("output ", dag_->ops[dag_->outputs()[i]].name, " differs from the ",
-                                 reference_kind_, ": relative L2 error ", err);
+                                 reference_.kind, ": relative L2 error ", err);
       return r;
     }
   }
+  obs.on_phase(MeasurePhase::Time, run_ms);
   r.timing = k->time(args, timing_);
   r.gflops = r.timing.median_ms > 0 ? dag_->flop_count() / (r.timing.median_ms * 1e6) : 0;
   return r;
@@ -103,9 +136,19 @@ MeasureResult Measurer::measure(const schedule::State& state) {
 
 std::unique_ptr<MeasureBackend> make_measure_backend(std::shared_ptr<const te::ComputeDAG> dag,
                                                      const target::Target& t, int threads,
-                                                     const runtime::TimingOptions& timing, bool isolated) {
-  KT_USER_CHECK(!isolated, "isolated measurement is not available yet");
+                                                     const runtime::TimingOptions& timing,
+                                                     const IsolationOptions& isolation) {
+  if (isolation.enabled) return std::make_unique<IsolatedMeasurer>(std::move(dag), t, threads, timing, isolation);
+  KT_USER_CHECK(isolation.inject_faults.empty(), "fault injection needs isolated measurement (drop --no-isolate)");
   return std::make_unique<Measurer>(std::move(dag), t, threads, timing);
+}
+
+std::unique_ptr<MeasureBackend> make_measure_backend(std::shared_ptr<const te::ComputeDAG> dag,
+                                                     const target::Target& t, int threads,
+                                                     const runtime::TimingOptions& timing, bool isolated) {
+  IsolationOptions iso;
+  iso.enabled = isolated;
+  return make_measure_backend(std::move(dag), t, threads, timing, iso);
 }
 
 }  // namespace ktune::search

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -66,7 +67,8 @@ Record record_from_json(const nlohmann::json& j);
 Record make_record(const te::ComputeDAG& dag, const target::Target& t, int threads);
 std::string now_iso8601();
 
-// Appends records to a log file, flushing each. Never truncates an existing file.
+// Appends records to a log file, each with one write() as it is written. Never truncates an
+// existing file; a last line left without its newline by a killed run is ended first.
 class LogWriter {
  public:
   LogWriter() = default;
@@ -75,11 +77,12 @@ class LogWriter {
   ~LogWriter();
   LogWriter(const LogWriter&) = delete;
   LogWriter& operator=(const LogWriter&) = delete;
-  bool is_open() const { return file_ != nullptr; }
+  bool is_open() const { return fd_ >= 0; }
   void write(const Record& r);
 
  private:
-  std::FILE* file_ = nullptr;
+  void write_all(const std::string& text);
+  int fd_ = -1;
   std::string path_;
 };
 
@@ -87,9 +90,13 @@ struct LogContents {
   std::vector<Record> records;
   std::vector<std::string> warnings;  // e.g. "log.jsonl:17: truncated last line skipped"
 };
-// Reads a log. A malformed last line (an interrupted write) is skipped with a warning; a
-// malformed line elsewhere is a UserError with file:line, unless skip_bad_lines is set.
+// Reads a log. A malformed last line (an interrupted write) is skipped with a warning, and so
+// is a line anywhere that is a record cut short (JSON that ends early: a run killed while
+// writing, then resumed); another malformed line is a UserError with file:line, unless
+// skip_bad_lines is set.
 LogContents read_log(const std::string& path, bool skip_bad_lines = false);
+// The same for a log's text; `name` stands for the file in messages.
+LogContents parse_log(std::string_view text, const std::string& name, bool skip_bad_lines = false);
 
 // The best valid record per (workload, target) in a list of records.
 std::vector<Record> best_records(const std::vector<Record>& records);

@@ -29,6 +29,11 @@ struct TuneOptions {
   std::string strategy = "random";
   std::string log_path;  // empty: no log (tune() opens it; a TuningTask gets a writer)
   runtime::TimingOptions timing;
+  // Measure in a worker process (off by default here; the CLI turns it on).
+  IsolationOptions isolation;
+  // Continue the run recorded in log_path: its candidates of this workload are not measured
+  // again and count against the budget (see resumable_history).
+  bool resume = false;
 };
 
 struct TuneProgress {
@@ -44,6 +49,9 @@ struct TuneResult {
   std::string reference;                    // how candidates were verified
   std::optional<log::Record> best;          // the best valid record, as logged
   std::string best_steps_text;              // its steps, readable
+  int resumed = 0;                          // trials taken from the log (--resume)
+  std::vector<std::string> log_warnings;    // lines of the resumed log that were skipped
+  bool interrupted = false;                 // stopped by Ctrl-C (stop_requested) before the budget
 };
 
 // Proposes candidates. Implementations: the random sampler (strategy "random").
@@ -94,7 +102,15 @@ class TuningTask {
   double seconds_ = 0;
 };
 
-// Tunes one workload to opt.budget measured candidates.
+// The records of a log that a resumed tune of `dag` on `t` with `threads` threads takes over:
+// those of the same workload (kernel, parameters, dtype). Records of other workloads are
+// ignored. UserError, saying what differs, when a record of this workload was measured for
+// another definition of the kernel (DAG hash), on another target (triple or CPU features)
+// or with another number of threads.
+std::vector<log::Record> resumable_history(const std::vector<log::Record>& records, const te::ComputeDAG& dag,
+                                           const target::Target& t, int threads, const std::string& log_path);
+
+// Tunes one workload to opt.budget measured candidates (counting resumed ones).
 TuneResult tune(std::shared_ptr<const te::ComputeDAG> dag, const target::Target& target, const TuneOptions& opt,
                 const std::function<void(const TuneProgress&)>& on_progress = {});
 

@@ -1,0 +1,495 @@
+// Isolated measurement, the tuner's side: the worker's lifecycle, the per-phase timeouts, the
+// classification of a worker's death, and the test-only fault plan. The protocol is in
+// worker_protocol.h; the worker's side in worker.cpp.
+#include "ktune/search/isolated.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "ktune/schedule/dag_json.h"
+#include "ktune/schedule/steps.h"
+#include "ktune/support/debug.h"
+#include "ktune/support/error.h"
+#include "worker_protocol.h"
+
+#ifndef KTUNE_WORKER_BUILD_PATH
+#define KTUNE_WORKER_BUILD_PATH ""
+#endif
+
+namespace ktune::search {
+
+using nlohmann::json;
+using runtime::ErrorClass;
+using worker::Channel;
+using worker::Clock;
+
+// ---- protocol ------------------------------------------------------------------------------
+
+namespace worker {
+
+bool Channel::send(const json& j) {
+  const std::string body = j.dump();
+  const uint32_t n = uint32_t(body.size());
+  std::string frame(reinterpret_cast<const char*>(&n), 4);
+  frame += body;
+  size_t off = 0;
+  while (off < frame.size()) {
+    ssize_t w = ::send(fd_, frame.data() + off, frame.size() - off, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    off += size_t(w);
+  }
+  return true;
+}
+
+Channel::Got Channel::receive(json& out, std::optional<Clock::time_point> deadline) {
+  constexpr uint32_t kMaxFrame = 256u << 20;
+  for (;;) {
+    if (buf_.size() >= 4) {
+      uint32_t n;
+      std::memcpy(&n, buf_.data(), 4);
+      if (n > kMaxFrame) return Got::Garbled;
+      if (buf_.size() >= 4 + size_t(n)) {
+        out = json::parse(buf_.begin() + 4, buf_.begin() + 4 + n, nullptr, /*allow_exceptions=*/false);
+        buf_.erase(0, 4 + size_t(n));
+        return out.is_discarded() ? Got::Garbled : Got::Message;
+      }
+    }
+    int timeout_ms = -1;
+    if (deadline) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now()).count();
+      if (left <= 0) return Got::Timeout;
+      timeout_ms = int(std::min<int64_t>(left + 1, 1 << 30));
+    }
+    pollfd p{fd_, POLLIN, 0};
+    const int k = ::poll(&p, 1, timeout_ms);
+    if (k < 0 && errno == EINTR) continue;  // e.g. Ctrl-C: the candidate in flight finishes
+    if (k < 0) return Got::Closed;
+    if (k == 0) continue;  // the deadline check above decides
+    char tmp[65536];
+    const ssize_t r = ::read(fd_, tmp, sizeof tmp);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (r <= 0) return Got::Closed;
+    buf_.append(tmp, size_t(r));
+  }
+}
+
+json target_to_json(const target::Target& t) {
+  return {{"name", t.name},
+          {"kind", int(t.kind)},
+          {"triple", t.triple},
+          {"cpu", t.cpu},
+          {"features", t.features},
+          {"vector_bits", t.vector_bits},
+          {"cores", t.cores},
+          {"l1_bytes", t.l1_bytes},
+          {"l2_bytes", t.l2_bytes},
+          {"l3_bytes", t.l3_bytes},
+          {"max_threads_per_block", t.max_threads_per_block},
+          {"max_shared_memory_per_block", t.max_shared_memory_per_block},
+          {"warp_size", t.warp_size}};
+}
+
+target::Target target_from_json(const json& j) {
+  target::Target t;
+  t.name = j.at("name").get<std::string>();
+  t.kind = target::TargetKind(j.at("kind").get<int>());
+  t.triple = j.at("triple").get<std::string>();
+  t.cpu = j.at("cpu").get<std::string>();
+  t.features = j.at("features").get<std::vector<std::string>>();
+  t.vector_bits = j.at("vector_bits").get<int>();
+  t.cores = j.at("cores").get<int>();
+  t.l1_bytes = j.at("l1_bytes").get<int64_t>();
+  t.l2_bytes = j.at("l2_bytes").get<int64_t>();
+  t.l3_bytes = j.at("l3_bytes").get<int64_t>();
+  t.max_threads_per_block = j.at("max_threads_per_block").get<int>();
+  t.max_shared_memory_per_block = j.at("max_shared_memory_per_block").get<int64_t>();
+  t.warp_size = j.at("warp_size").get<int>();
+  return t;
+}
+
+json timing_to_json(const runtime::TimingOptions& t) {
+  return {{"warmup", t.warmup},
+          {"repeat", t.repeat},
+          {"number", t.number},
+          {"min_repeat_ms", t.min_repeat_ms},
+          {"max_total_ms", t.max_total_ms}};
+}
+
+runtime::TimingOptions timing_from_json(const json& j) {
+  runtime::TimingOptions t;
+  t.warmup = j.at("warmup").get<int>();
+  t.repeat = j.at("repeat").get<int>();
+  t.number = j.at("number").get<int>();
+  t.min_repeat_ms = j.at("min_repeat_ms").get<double>();
+  t.max_total_ms = j.at("max_total_ms").get<double>();
+  return t;
+}
+
+json result_to_json(const MeasureResult& r) {
+  return {{"error", runtime::error_class_name(r.error)},
+          {"message", r.message},
+          {"group_means_ms", r.timing.group_means_ms},
+          {"median_ms", r.timing.median_ms},
+          {"number", r.timing.number},
+          {"gflops", r.gflops},
+          {"compile_ms", r.compile_ms},
+          {"rel_error", std::isfinite(r.rel_error) ? json(r.rel_error) : json(nullptr)}};
+}
+
+MeasureResult result_from_json(const json& j) {
+  MeasureResult r;
+  r.error = runtime::parse_error_class(j.at("error").get<std::string>());
+  r.message = j.at("message").get<std::string>();
+  r.timing.group_means_ms = j.at("group_means_ms").get<std::vector<double>>();
+  r.timing.median_ms = j.at("median_ms").get<double>();
+  r.timing.number = j.at("number").get<int>();
+  r.gflops = j.at("gflops").get<double>();
+  r.compile_ms = j.at("compile_ms").get<double>();
+  r.rel_error = j.at("rel_error").is_null() ? INFINITY : j.at("rel_error").get<double>();
+  return r;
+}
+
+}  // namespace worker
+
+// ---- faults --------------------------------------------------------------------------------
+
+namespace {
+constexpr Fault kAllFaults[] = {Fault::Segv,        Fault::Abort,          Fault::Illegal,    Fault::OutOfBounds,
+                                Fault::Hang,        Fault::CompileHang,    Fault::WrongAnswer};
+}  // namespace
+
+const char* fault_name(Fault f) {
+  switch (f) {
+    case Fault::None: return "none";
+    case Fault::Segv: return "segv";
+    case Fault::Abort: return "abort";
+    case Fault::Illegal: return "sigill";
+    case Fault::OutOfBounds: return "oob";
+    case Fault::Hang: return "hang";
+    case Fault::CompileHang: return "compile-hang";
+    case Fault::WrongAnswer: return "wrong";
+  }
+  return "?";
+}
+
+Fault parse_fault(const std::string& name) {
+  if (name == "none") return Fault::None;
+  for (Fault f : kAllFaults)
+    if (name == fault_name(f)) return f;
+  throw UserError("unknown fault '" + name + "' (segv, abort, sigill, oob, hang, compile-hang, wrong, all)");
+}
+
+ErrorClass expected_error(Fault f) {
+  switch (f) {
+    case Fault::None: return ErrorClass::None;
+    case Fault::Segv:
+    case Fault::Abort:
+    case Fault::Illegal:
+    case Fault::OutOfBounds: return ErrorClass::RuntimeError;
+    case Fault::Hang: return ErrorClass::RunTimeout;
+    case Fault::CompileHang: return ErrorClass::CompileTimeout;
+    case Fault::WrongAnswer: return ErrorClass::WrongAnswer;
+  }
+  return ErrorClass::None;
+}
+
+FaultPlan::FaultPlan(const std::string& spec) {
+  std::vector<std::string> parts;
+  for (size_t start = 0;;) {
+    const size_t colon = spec.find(':', start);
+    parts.push_back(spec.substr(start, colon - start));
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  const std::string where = "--inject-faults=" + spec + ": ";
+  for (size_t start = 0;;) {
+    const size_t plus = parts[0].find('+', start);
+    const std::string k = parts[0].substr(start, plus - start);
+    if (k == "all") {
+      kinds_.insert(kinds_.end(), std::begin(kAllFaults), std::end(kAllFaults));
+    } else {
+      try {
+        const Fault f = parse_fault(k);
+        KT_USER_CHECK(f != Fault::None, where, "'none' is not a fault");
+        kinds_.push_back(f);
+      } catch (const UserError& e) {
+        throw UserError(where + e.what());
+      }
+    }
+    if (plus == std::string::npos) break;
+    start = plus + 1;
+  }
+  uint64_t seed = 0;
+  for (size_t i = 1; i < parts.size(); ++i) {
+    const size_t eq = parts[i].find('=');
+    const std::string key = parts[i].substr(0, eq), val = eq == std::string::npos ? "" : parts[i].substr(eq + 1);
+    try {
+      size_t used = 0;
+      if (key == "every") {
+        every_ = std::stoi(val, &used);
+        KT_USER_CHECK(every_ >= 1, where, "every must be at least 1");
+      } else if (key == "p") {
+        p_ = std::stod(val, &used);
+        KT_USER_CHECK(p_ >= 0 && p_ <= 1, where, "p must be in [0, 1]");
+      } else if (key == "seed") {
+        seed = std::stoull(val, &used);
+      } else {
+        throw UserError(where + "unknown option '" + key + "' (every=K, p=P, seed=S)");
+      }
+      KT_USER_CHECK(used == val.size(), where, "bad value '", val, "' for ", key);
+    } catch (const std::logic_error&) {
+      throw UserError(where + "bad value '" + val + "' for " + key);
+    }
+  }
+  rng_.seed(seed);
+}
+
+Fault FaultPlan::next() {
+  if (kinds_.empty()) return Fault::None;
+  ++count_;
+  if (p_ >= 0) {
+    if (std::uniform_real_distribution<double>(0, 1)(rng_) >= p_) return Fault::None;
+    return kinds_[std::uniform_int_distribution<size_t>(0, kinds_.size() - 1)(rng_)];
+  }
+  if (count_ % every_ != 0) return Fault::None;
+  return kinds_[size_t(faults_++ % int64_t(kinds_.size()))];
+}
+
+// ---- the worker executable -------------------------------------------------------------------
+
+std::string find_worker_executable(const std::string& explicit_path) {
+  auto runnable = [](const std::string& p) { return !p.empty() && ::access(p.c_str(), X_OK) == 0; };
+  if (!explicit_path.empty()) {
+    KT_USER_CHECK(runnable(explicit_path), "the measurement worker '", explicit_path, "' is not an executable file");
+    return explicit_path;
+  }
+  std::vector<std::string> tried;
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) tried.push_back((self.parent_path() / "ktune-worker").string());
+  tried.push_back(KTUNE_WORKER_BUILD_PATH);
+  for (const auto& p : tried)
+    if (runnable(p)) return p;
+  std::string list;
+  for (const auto& p : tried) list += (list.empty() ? "" : ", ") + p;
+  throw UserError("cannot find the measurement worker 'ktune-worker' (looked for " + list +
+                  "); reinstall ktune, or measure in-process with --no-isolate");
+}
+
+// ---- the tuner's side ----------------------------------------------------------------------
+
+struct IsolatedMeasurer::Impl {
+  std::shared_ptr<const te::ComputeDAG> dag;
+  target::Target target;
+  int threads = 1;
+  runtime::TimingOptions timing;
+  IsolationOptions opt;
+  std::string worker_path;
+  json init;  // the init message, without reference_cached
+  FaultPlan faults;
+  Fault last_fault = Fault::None;
+
+  int ref_fd = -1;  // memory file with the reference outputs, filled by the first worker
+  bool ref_cached = false;
+  std::string reference_kind;
+
+  pid_t pid = -1;
+  std::unique_ptr<Channel> ch;
+  int starts = 0;
+
+  ~Impl() {
+    kill_worker();
+    if (ref_fd >= 0) ::close(ref_fd);
+  }
+
+  bool alive() const { return pid > 0; }
+
+  void start() {
+    int sv[2];
+    KT_CHECK(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair: ", std::strerror(errno));
+    const std::string fd_arg = "--fd=3", ref_arg = "--reference-fd=4";
+    std::vector<char*> argv = {const_cast<char*>("ktune-worker"), const_cast<char*>(fd_arg.c_str()),
+                               const_cast<char*>(ref_arg.c_str()), nullptr};
+    const pid_t parent = ::getpid();
+    const pid_t child = ::fork();
+    KT_CHECK(child >= 0, "fork: ", std::strerror(errno));
+    if (child == 0) {
+      // Only async-signal-safe calls until exec. Its own process group keeps the terminal's
+      // Ctrl-C away from the worker (the tuner decides when to stop); it ignores SIGINT too,
+      // and dies with the tuner.
+      ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+      struct sigaction ign {};
+      ign.sa_handler = SIG_IGN;
+      ::sigaction(SIGINT, &ign, nullptr);
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      const int sock = ::fcntl(sv[1], F_DUPFD, 10), ref = ::fcntl(ref_fd, F_DUPFD, 10);
+      if (sock < 0 || ref < 0 || ::dup2(sock, 3) < 0 || ::dup2(ref, 4) < 0) ::_exit(127);
+      ::close_range(5, ~0u, 0);
+      ::execv(worker_path.c_str(), argv.data());
+      ::_exit(127);
+    }
+    ::close(sv[1]);
+    pid = child;
+    ++starts;
+    ch = std::make_unique<Channel>(sv[0]);
+    json msg = init;
+    msg["reference_cached"] = ref_cached;
+    msg["debug"] = debug_level();
+    json reply;
+    Channel::Got got = ch->send(msg) ? ch->receive(reply, Clock::now() + std::chrono::minutes(30)) : Channel::Got::Closed;
+    if (got == Channel::Got::Message && reply.value("type", "") == "ready") {
+      reference_kind = reply.value("reference", "");
+      ref_cached = true;
+      debug(2) << "isolated measurement: worker " << pid << " ready\n";
+      return;
+    }
+    std::string why = got == Channel::Got::Message ? reply.value("message", reply.dump()) : "";
+    const std::string death = got == Channel::Got::Message ? "" : kill_worker();
+    if (why.empty()) why = "the worker " + death;
+    throw InternalError("the measurement worker '" + worker_path + "' failed to start: " + why);
+  }
+
+  // Kills the worker (if any) and says how it ended: "was killed by SIGSEGV (...)".
+  std::string kill_worker() {
+    if (pid <= 0) return "";
+    ch.reset();  // closes the socket
+    int status = 0;
+    pid_t r = 0;
+    // A worker that died on its own is reaped at once; one that still runs gets SIGKILL.
+    for (int i = 0; i < 20 && (r = ::waitpid(pid, &status, WNOHANG)) == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(i < 10 ? 1 : 10));
+    if (r == 0) {
+      ::kill(pid, SIGKILL);
+      while ((r = ::waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
+      }
+    }
+    pid = -1;
+    if (r < 0) return "disappeared";
+    if (WIFSIGNALED(status)) {
+      const int sig = WTERMSIG(status);
+      const char* abbrev = ::sigabbrev_np(sig);
+      return detail::concat("was killed by ", abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig),
+                            " (", ::strsignal(sig), ")");
+    }
+    return detail::concat("exited with status ", WEXITSTATUS(status));
+  }
+
+  // The timing phase's limit: its expected length (from the verification run's duration and
+  // the timing options) twice over, plus the run timeout.
+  double time_limit_s(double run_ms) const {
+    const double expected_ms = timing.max_total_ms + timing.min_repeat_ms +
+                               (timing.warmup + 2 + std::max(timing.number, 1)) * std::max(run_ms, 0.0);
+    return opt.run_timeout_s + 2 * expected_ms / 1000;
+  }
+
+  MeasureResult measure(const schedule::State& state) {
+    last_fault = faults.next();
+    const json msg = {{"type", "measure"}, {"steps", schedule::steps_to_json(state.steps())},
+                      {"fault", fault_name(last_fault)}};
+    if (!alive()) start();
+    if (!ch->send(msg)) {  // the worker died after its last result: start another
+      kill_worker();
+      start();
+      KT_CHECK(ch->send(msg), "cannot reach the measurement worker");
+    }
+    MeasureResult r = wait_result();
+    if (last_fault != Fault::None) r.message += detail::concat(" [injected fault: ", fault_name(last_fault), "]");
+    return r;
+  }
+
+  MeasureResult wait_result() {
+    auto seconds = [](double s) { return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)); };
+    MeasurePhase phase = MeasurePhase::Compile;
+    double limit_s = opt.compile_timeout_s;
+    Clock::time_point deadline = Clock::now() + seconds(limit_s);
+    MeasureResult r;
+    for (;;) {
+      json m;
+      const Channel::Got got = ch->receive(m, deadline);
+      if (got == Channel::Got::Message) {
+        const std::string type = m.value("type", "");
+        try {
+          if (type == "result") return worker::result_from_json(m.at("result"));
+          if (type == "phase") {
+            const std::string p = m.at("phase").get<std::string>();
+            phase = p == "run" ? MeasurePhase::Run : MeasurePhase::Time;
+            limit_s = phase == MeasurePhase::Run ? opt.run_timeout_s : time_limit_s(m.at("run_ms").get<double>());
+            deadline = Clock::now() + seconds(limit_s);
+            continue;
+          }
+        } catch (const std::exception&) {
+        }
+        r.error = phase == MeasurePhase::Compile ? ErrorClass::CompileError : ErrorClass::RuntimeError;
+        r.message = "the measurement worker sent a malformed message; it was killed (" + kill_worker() + ")";
+        return r;
+      }
+      const char* doing = phase == MeasurePhase::Compile ? "compiling" : phase == MeasurePhase::Run ? "running" : "timing";
+      if (got == Channel::Got::Timeout) {
+        kill_worker();
+        r.error = phase == MeasurePhase::Compile ? ErrorClass::CompileTimeout : ErrorClass::RunTimeout;
+        r.message = detail::concat(doing, " the candidate took longer than ", limit_s,
+                                   phase == MeasurePhase::Compile ? " s (--compile-timeout)"
+                                   : phase == MeasurePhase::Run   ? " s (--run-timeout)"
+                                                                  : " s (twice the expected timing time plus --run-timeout)",
+                                   "; the worker was killed");
+        return r;
+      }
+      const std::string death = kill_worker();
+      r.error = phase == MeasurePhase::Compile ? ErrorClass::CompileError : ErrorClass::RuntimeError;
+      r.message = detail::concat("the measurement worker ",
+                                 got == Channel::Got::Garbled ? "sent a malformed message and " : "", death, " while ",
+                                 doing, " the candidate");
+      return r;
+    }
+  }
+};
+
+IsolatedMeasurer::IsolatedMeasurer(std::shared_ptr<const te::ComputeDAG> dag, target::Target t, int threads,
+                                   runtime::TimingOptions timing, IsolationOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.dag = std::move(dag);
+  m.target = std::move(t);
+  m.threads = threads;
+  m.timing = timing;
+  m.opt = std::move(options);
+  KT_USER_CHECK(m.opt.compile_timeout_s > 0, "--compile-timeout must be positive (got ", m.opt.compile_timeout_s, ")");
+  KT_USER_CHECK(m.opt.run_timeout_s > 0, "--run-timeout must be positive (got ", m.opt.run_timeout_s, ")");
+  if (!m.opt.inject_faults.empty()) m.faults = FaultPlan(m.opt.inject_faults);
+  m.worker_path = find_worker_executable(m.opt.worker_path);
+  m.init = {{"type", "init"},
+            {"dag", schedule::dag_to_json(*m.dag)},
+            {"dag_hash", m.dag->hash()},
+            {"target", worker::target_to_json(m.target)},
+            {"threads", threads},
+            {"timing", worker::timing_to_json(timing)}};
+  m.ref_fd = ::memfd_create("ktune-reference", MFD_CLOEXEC);
+  KT_CHECK(m.ref_fd >= 0, "memfd_create: ", std::strerror(errno));
+  m.start();
+}
+
+IsolatedMeasurer::~IsolatedMeasurer() = default;
+
+MeasureResult IsolatedMeasurer::measure(const schedule::State& state) { return impl_->measure(state); }
+const std::string& IsolatedMeasurer::reference_kind() const { return impl_->reference_kind; }
+int IsolatedMeasurer::worker_starts() const { return impl_->starts; }
+Fault IsolatedMeasurer::last_fault() const { return impl_->last_fault; }
+
+}  // namespace ktune::search

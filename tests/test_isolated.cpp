@@ -1,0 +1,255 @@
+// Isolated measurement, fault injection, resuming and interrupting a tune, and the log's
+// tolerance of interrupted writes (DESIGN §8, §9).
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "ktune/schedule/dag_json.h"
+#include "ktune/schedule/steps.h"
+#include "ktune/search/isolated.h"
+#include "ktune/search/sampler.h"
+#include "ktune/search/tuner.h"
+#include "ktune/support/error.h"
+#include "ktune/support/interrupt.h"
+#include "ktune/te/kernel.h"
+#include "support/dags.h"
+
+using namespace ktune;
+using namespace ktune::testing;
+
+namespace {
+
+std::shared_ptr<const te::ComputeDAG> shipped(const std::string& name, const std::map<std::string, int64_t>& v) {
+  te::KernelDef def = te::parse_kernel_file(te::shipped_kernel_dir() + "/" + name + ".kt");
+  return std::make_shared<const te::ComputeDAG>(def.instantiate(v));
+}
+
+std::string temp_path(const std::string& name) {
+  const auto p = std::filesystem::temp_directory_path() / ("ktune_test_" + std::to_string(::getpid()) + "_" + name);
+  std::filesystem::remove(p);
+  return p.string();
+}
+
+search::TuneOptions quick_options(int budget) {
+  search::TuneOptions opt;
+  opt.budget = budget;
+  opt.threads = 2;
+  opt.seed = 5;
+  opt.timing.repeat = 1;
+  opt.timing.min_repeat_ms = 0.2;
+  return opt;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+}  // namespace
+
+TEST_CASE("a ComputeDAG survives its JSON form exactly", "[isolated][dag_json]") {
+  std::vector<std::shared_ptr<const te::ComputeDAG>> dags = {matmul_dag(24, 20, 12), dense_relu_dag(8, 12, 6),
+                                                              conv1d_dag(3, 12, 4, 3, 1), softmax_dag(6, 10)};
+  te::KernelRegistry reg;
+  reg.add_directory(te::shipped_kernel_dir());
+  for (const auto& def : reg.kernels()) dags.push_back(std::make_shared<const te::ComputeDAG>(def.instantiate()));
+  for (const auto& dag : dags) {
+    INFO(dag->kernel);
+    const nlohmann::json j = schedule::dag_to_json(*dag);
+    const te::ComputeDAG back = schedule::dag_from_json(nlohmann::json::parse(j.dump()));
+    CHECK(back.canonical_text() == dag->canonical_text());
+    CHECK(back.hash() == dag->hash());
+    CHECK(back.params == dag->params);
+    CHECK(back.flop_count() == dag->flop_count());
+  }
+  CHECK_THROWS_AS(schedule::dag_from_json(nlohmann::json::parse(R"({"kernel":"k"})")), ktune::UserError);
+  CHECK_THROWS_AS(schedule::dag_from_json(nlohmann::json::parse(
+                      R"({"kernel":"k","dtype":"","params":[],"vars":[],"ops":[{"name":"C","placeholder":false,)"
+                      R"("dtype":[1,32,1],"shape":[2],"const":false,"output":true,"axes":[[0,2]],)"
+                      R"("reduce_axes":[],"reduce":0,"body":["IntImm",[0,64,1],1]}]})")),
+                  ktune::UserError);  // var 0 does not exist
+}
+
+TEST_CASE("the isolated backend measures like the in-process one", "[isolated]") {
+  auto dag = shipped("matmul", {{"M", 32}, {"N", 24}, {"K", 16}});
+  const target::Target t = target::host_target();
+  runtime::TimingOptions quick;
+  quick.repeat = 1;
+  quick.min_repeat_ms = 0.2;
+  search::IsolationOptions iso;
+  iso.enabled = true;
+  search::IsolatedMeasurer isolated(dag, t, 2, quick, iso);
+  search::Measurer local(dag, t, 2, quick);
+  CHECK(isolated.reference_kind() == local.reference_kind());
+  search::RandomSampler sampler(dag, t, 11);
+  for (int i = 0; i < 4; ++i) {
+    schedule::State st = sampler.sample();
+    search::MeasureResult a = isolated.measure(st), b = local.measure(st);
+    INFO(a.message);
+    CHECK(a.valid());
+    CHECK(b.valid());
+    CHECK(a.rel_error == Approx(b.rel_error).margin(1e-7));
+    CHECK(a.timing.median_ms > 0);
+    CHECK(a.gflops > 0);
+  }
+  CHECK(isolated.worker_starts() == 1);
+}
+
+TEST_CASE("fault plans", "[isolated][faults]") {
+  search::FaultPlan every("segv+wrong:every=3");
+  std::vector<search::Fault> got;
+  for (int i = 0; i < 9; ++i) got.push_back(every.next());
+  using F = search::Fault;
+  CHECK(got == std::vector<F>{F::None, F::None, F::Segv, F::None, F::None, F::WrongAnswer, F::None, F::None, F::Segv});
+  search::FaultPlan p1("all:p=0.5:seed=3"), p2("all:p=0.5:seed=3");
+  int faults = 0;
+  for (int i = 0; i < 200; ++i) {
+    const F f = p1.next();
+    CHECK(f == p2.next());
+    faults += f != F::None;
+  }
+  CHECK(faults > 60);
+  CHECK(faults < 140);
+  CHECK_THROWS_WITH(search::FaultPlan("boom"), Catch::Contains("unknown fault 'boom'"));
+  CHECK_THROWS_WITH(search::FaultPlan("segv:every=0"), Catch::Contains("every must be at least 1"));
+  CHECK_THROWS_WITH(search::FaultPlan("segv:p=2"), Catch::Contains("p must be in [0, 1]"));
+  CHECK_THROWS_WITH(search::FaultPlan("segv:often"), Catch::Contains("unknown option 'often'"));
+}
+
+TEST_CASE("a tune survives one fault of every kind and classifies each", "[isolated][faults][e2e]") {
+  auto dag = shipped("matmul", {{"M", 32}, {"N", 32}, {"K", 32}});
+  const std::string log = temp_path("faults.jsonl");
+  search::TuneOptions opt = quick_options(14);
+  opt.log_path = log;
+  opt.isolation.enabled = true;
+  opt.isolation.run_timeout_s = 0.3;
+  opt.isolation.compile_timeout_s = 1.5;
+  opt.isolation.inject_faults = "all:every=2";  // 7 faults, one of each kind, between valid candidates
+  search::TuneResult r = search::tune(dag, target::host_target(), opt);
+  CHECK(r.trials == 14);
+  CHECK(r.valid == 7);
+  CHECK(r.error_counts["runtime-error"] == 4);  // segv, abort, sigill, oob
+  CHECK(r.error_counts["run-timeout"] == 1);
+  CHECK(r.error_counts["compile-timeout"] == 1);
+  CHECK(r.error_counts["wrong-answer"] == 1);
+  REQUIRE(r.best.has_value());
+  CHECK(r.best->valid());
+  CHECK(r.best->trial % 2 == 1);  // never a faulty candidate
+  const auto records = log::read_log(log).records;
+  REQUIRE(records.size() == 14);
+  for (const auto& rec : records) {
+    INFO(rec.trial << ": " << rec.error_message);
+    if (rec.trial % 2 == 1) {
+      CHECK(rec.valid());
+      continue;
+    }
+    CHECK_THAT(rec.error_message, Catch::Contains("[injected fault: "));
+  }
+  CHECK_THAT(records[1].error_message, Catch::Contains("SIGSEGV"));
+  CHECK_THAT(records[3].error_message, Catch::Contains("SIGABRT"));
+  CHECK_THAT(records[5].error_message, Catch::Contains("SIGILL"));
+  std::filesystem::remove(log);
+}
+
+TEST_CASE("a resumed tune measures nothing twice and refuses another target or kernel", "[resume][e2e]") {
+  auto dag = shipped("matmul", {{"M", 16}, {"N", 16}, {"K", 16}});
+  auto other = shipped("matmul", {{"M", 8}, {"N", 8}, {"K", 8}});
+  const target::Target t = target::host_target();
+  const std::string log = temp_path("resume.jsonl");
+  search::TuneOptions opt = quick_options(5);
+  opt.log_path = log;
+  search::tune(other, t, opt);  // another workload in the same log: ignored
+  opt.budget = 4;
+  search::tune(dag, t, opt);
+  opt.budget = 9;
+  opt.resume = true;
+  search::TuneResult r = search::tune(dag, t, opt);
+  CHECK(r.resumed == 4);
+  CHECK(r.trials == 9);
+  CHECK_FALSE(r.interrupted);
+  REQUIRE(r.best.has_value());
+  const auto records = log::read_log(log).records;
+  REQUIRE(records.size() == 14);
+  std::set<std::string> keys;
+  for (size_t i = 5; i < records.size(); ++i) {
+    CHECK(records[i].trial == int(i) - 4);
+    keys.insert(schedule::canonical_key(schedule::steps_from_json(records[i].steps)));
+  }
+  CHECK(keys.size() == 9);
+  // At its budget already: nothing more is measured.
+  r = search::tune(dag, t, opt);
+  CHECK(r.trials == 9);
+  CHECK(log::read_log(log).records.size() == 14);
+
+  const std::string before = read_text(log);
+  target::Target changed = t;
+  changed.features.push_back("imaginary-feature");
+  CHECK_THROWS_WITH(search::tune(dag, changed, opt),
+                    Catch::Contains("other CPU features") && Catch::Contains("+imaginary-feature"));
+  changed = t;
+  changed.triple = "aarch64-unknown-linux-gnu";
+  CHECK_THROWS_WITH(search::tune(dag, changed, opt), Catch::Contains("aarch64-unknown-linux-gnu"));
+  auto redefined = std::make_shared<te::ComputeDAG>(*dag);
+  redefined->ops.back().is_const = !redefined->ops.back().is_const;  // same name and params, another DAG
+  CHECK_THROWS_WITH(search::tune(redefined, t, opt), Catch::Contains("another definition of the kernel"));
+  search::TuneOptions threads = opt;
+  threads.threads = 1;
+  CHECK_THROWS_WITH(search::tune(dag, t, threads), Catch::Contains("--threads=2"));
+  CHECK(read_text(log) == before);  // a refused resume leaves the log as it was
+  search::TuneOptions missing = opt;
+  missing.log_path = temp_path("missing.jsonl");
+  CHECK_THROWS_WITH(search::tune(dag, t, missing), Catch::Contains("no tuning log"));
+  std::filesystem::remove(log);
+}
+
+TEST_CASE("a stop request ends a tune after the candidate in flight, resumable", "[resume][interrupt]") {
+  auto dag = shipped("matmul", {{"M", 16}, {"N", 16}, {"K", 16}});
+  const target::Target t = target::host_target();
+  const std::string log = temp_path("interrupt.jsonl");
+  for (bool isolated : {false, true}) {
+    std::filesystem::remove(log);
+    search::TuneOptions opt = quick_options(8);
+    opt.log_path = log;
+    opt.isolation.enabled = isolated;
+    clear_stop();
+    search::TuneResult r = search::tune(dag, t, opt, [](const search::TuneProgress& p) {
+      if (p.trial == 3) request_stop();
+    });
+    clear_stop();
+    CHECK(r.interrupted);
+    CHECK(r.trials == 3);
+    CHECK(log::read_log(log).records.size() == 3);
+    opt.resume = true;
+    r = search::tune(dag, t, opt);
+    CHECK_FALSE(r.interrupted);
+    CHECK(r.resumed == 3);
+    CHECK(r.trials == 8);
+    CHECK(log::read_log(log).records.size() == 8);
+  }
+  std::filesystem::remove(log);
+}
+
+TEST_CASE("a record cut short by a killed run is skipped, also once the log goes on", "[log]") {
+  auto dag = shipped("matmul", {{"M", 8}, {"N", 8}, {"K", 8}});
+  const std::string path = temp_path("cut.jsonl");
+  log::Record rec = log::make_record(*dag, target::host_target(), 1);
+  rec.median_ms = 1;
+  const std::string line = log::to_json(rec).dump() + "\n";
+  { std::ofstream(path, std::ios::binary) << line << line.substr(0, 100); }  // killed mid-write
+  {
+    log::LogWriter w(path);  // ends the cut line first
+    w.write(rec);
+  }
+  const std::string text = read_text(path);
+  CHECK(text == line + line.substr(0, 100) + "\n" + line);
+  log::LogContents c = log::read_log(path);
+  CHECK(c.records.size() == 2);
+  REQUIRE(c.warnings.size() == 1);
+  CHECK_THAT(c.warnings[0], Catch::Contains(":2:") && Catch::Contains("interrupted run"));
+  // Garbage (not a cut record) in the middle is still an error.
+  CHECK_THROWS_WITH(log::parse_log(line + "{\"a\":1}x\n" + line, "x.jsonl"), Catch::Contains("x.jsonl:2:"));
+  CHECK_THROWS_WITH(log::parse_log(line + "hello\n" + line, "x.jsonl"), Catch::Contains("x.jsonl:2:"));
+  std::filesystem::remove(path);
+}
