@@ -86,6 +86,27 @@ grep -q "weighted total" text.txt && grep -q "(warm-up)" progress.txt && ok "sum
   { fail "text output"; cat text.txt progress.txt; }
 [ "$(wc -l < small.jsonl)" -eq 18 ] && ok "log appended" || fail "log not appended"
 
+# ---- resume, Ctrl-C ------------------------------------------------------------------------
+"$KTUNE" tune small.json --budget=6 --round-trials=2 --log=res.jsonl --threads=1 > /dev/null 2>&1
+"$KTUNE" tune small.json --budget=10 --round-trials=2 --log=res.jsonl --threads=1 --resume --json > res.json 2> err.txt
+[ "$(wc -l < res.jsonl)" -eq 10 ] && grep -q '"resumed": 6' res.json && ok "--resume continues to the budget" ||
+  { fail "--resume"; cat err.txt; }
+expect 2 "there is no tuning log 'none.jsonl' to resume" -- "$KTUNE" tune small.json --resume --log=none.jsonl
+cp res.jsonl res_before.jsonl
+expect 2 "pass --threads=1" -- "$KTUNE" tune small.json --resume --log=res.jsonl --threads=2 --budget=12
+cmp -s res.jsonl res_before.jsonl && ok "a refused resume leaves the log as it was" || fail "a refused resume changed the log"
+"$KTUNE" tune small.json --budget=400 --round-trials=2 --log=int.jsonl --threads=1 > int.txt 2> /dev/null &
+pid=$!
+for _ in $(seq 600); do [ -s int.jsonl ] && [ "$(wc -l < int.jsonl)" -ge 2 ] && break; sleep 0.1; done
+kill -INT $pid
+wait $pid
+rc=$?
+n=$(wc -l < int.jsonl)
+[ $rc -eq 130 ] && grep -q "interrupted after" int.txt && [ "$n" -lt 400 ] && ok "Ctrl-C: exit 130 after $n trials, summary printed" ||
+  { fail "Ctrl-C (exit $rc)"; cat int.txt; }
+"$KTUNE" tune small.json --budget=$((n + 2)) --round-trials=2 --log=int.jsonl --threads=1 --resume > /dev/null 2> err.txt &&
+  [ "$(wc -l < int.jsonl)" -eq $((n + 2)) ] && ok "resumed after Ctrl-C" || { fail "resume after Ctrl-C"; cat err.txt; }
+
 # ---- best / report -------------------------------------------------------------------------
 "$KTUNE" best small.jsonl > best.txt 2> err.txt && [ "$(grep -c host best.txt)" -eq 3 ] && ok "best: 3 workloads" ||
   { fail "best"; cat best.txt err.txt; }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@
 #include "ktune/log/record.h"
 #include "ktune/search/measurer.h"
 #include "ktune/search/task_scheduler.h"
+#include "ktune/search/tuner.h"
 #include "ktune/search/workload_list.h"
 #include "ktune/support/error.h"
 #include "ktune/support/interrupt.h"
@@ -36,6 +38,9 @@ struct TuneListFlags {
   std::string strategy = "random";
   bool json_out = false;
   bool dry_run = false;
+  bool resume = false;
+  bool no_isolate = false;
+  double compile_timeout_s = 30, run_timeout_s = 10;
 };
 
 constexpr int kDefaultTrialsPerWorkload = 64;
@@ -70,6 +75,8 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
   KT_USER_CHECK(f.round_trials == -1 || f.round_trials > 0, "--round-trials must be positive (got ", f.round_trials,
                 ")");
   KT_USER_CHECK(f.threads >= 0, "--threads must be positive (got ", f.threads, ")");
+  KT_USER_CHECK(f.compile_timeout_s > 0, "--compile-timeout must be positive (got ", f.compile_timeout_s, ")");
+  KT_USER_CHECK(f.run_timeout_s > 0, "--run-timeout must be positive (got ", f.run_timeout_s, ")");
   const target::Target t = resolve_measure_target(f.target);
   const auto strategies = search::strategy_names();
   if (std::find(strategies.begin(), strategies.end(), f.strategy) == strategies.end()) {
@@ -92,15 +99,33 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
   const int threads = f.threads > 0 ? f.threads : std::max(1, t.cores);
   const std::string log_path = f.log.empty() ? list.name + ".jsonl" : f.log;
 
+  search::IsolationOptions isolation;
+  isolation.enabled = !f.no_isolate;
+  isolation.compile_timeout_s = f.compile_timeout_s;
+  isolation.run_timeout_s = f.run_timeout_s;
+
+  // --resume: the log's records of these workloads, checked (same definition, target,
+  // threads) before anything is written.
+  std::vector<log::Record> logged;
+  if (f.resume && !f.dry_run) {
+    KT_USER_CHECK(std::filesystem::exists(log_path), "--resume: there is no tuning log '", log_path, "' to resume");
+    log::LogContents contents = log::read_log(log_path);
+    for (const auto& w : contents.warnings) std::cerr << "ktune: warning: " << w << "\n";
+    logged = std::move(contents.records);
+  }
   std::vector<search::ListTask> tasks;
+  int resumed = 0;
   for (const auto& w : work) {
     search::ListTask task;
     task.dag = w.dag;
     task.weight = w.weight;
     task.options.threads = threads;
     task.options.strategy = f.strategy;
+    task.options.isolation = isolation;
     // A workload's candidates depend on the seed and the workload, not on the list or shard.
     task.options.seed = fnv1a64(w.key + "#" + std::to_string(f.seed));
+    if (!logged.empty()) task.history = search::resumable_history(logged, *w.dag, t, threads, log_path);
+    resumed += int(task.history.size());
     tasks.push_back(task);
   }
 
@@ -109,7 +134,9 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
     std::cout << "tuning " << list.name << ": " << n << " workload" << (n == 1 ? "" : "s");
     if (shard.count > 1) std::cout << " (shard " << shard_text << " of " << list.workloads.size() << ")";
     std::cout << " on " << t.name << " (" << t.triple << ", " << threads << " threads), budget " << budget
-              << " trials in rounds of " << round_trials << ", log " << log_path << std::endl;
+              << " trials in rounds of " << round_trials << ", log " << log_path
+              << (f.resume ? " (resumed: " + std::to_string(resumed) + " trials from it)" : "")
+              << (isolation.enabled ? "" : ", measured in-process") << std::endl;
     if (budget < n * round_trials)
       std::cout << "note: the budget is smaller than one round per workload; some workloads get no trials\n";
   }
@@ -137,7 +164,7 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
   search::SchedulerOptions sopt;
   sopt.round_trials = round_trials;
   auto backend = [&](const search::ListTask& task) {
-    return search::make_measure_backend(task.dag, t, threads, task.options.timing, /*isolated=*/false);
+    return search::make_measure_backend(task.dag, t, threads, task.options.timing, task.options.isolation);
   };
   auto on_round = [&](const search::RoundReport& r) {
     if (quiet) return;
@@ -182,6 +209,8 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
                 {"budget", budget},
                 {"round_trials", round_trials},
                 {"trials", res.trials},
+                {"resumed", res.resumed},
+                {"isolated", isolation.enabled},
                 {"rounds", res.rounds},
                 {"tuning_seconds", res.seconds},
                 {"interrupted", res.interrupted},
@@ -191,7 +220,8 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
                 {"workloads", ws}};
     std::cout << out.dump(2) << std::endl;
   } else {
-    if (res.interrupted) std::cout << "interrupted after " << res.trials << " of " << budget << " trials\n";
+    if (res.interrupted)
+      std::cout << "interrupted after " << res.trials << " of " << budget << " trials; continue with --resume\n";
     std::vector<std::vector<std::string>> rows;
     for (size_t i = 0; i < work.size(); ++i) {
       const auto& r = res.results[i];
@@ -238,6 +268,16 @@ void register_tune_list_command(CLI::App& app, const te::KernelRegistry& reg, st
       ->capture_default_str();
   cmd->add_flag("--json", f->json_out, "Print one JSON document with the summary on stdout");
   cmd->add_flag("--dry-run", f->dry_run, "Validate the list and show the workloads of the shard; tune nothing");
+  cmd->add_flag("--resume", f->resume,
+                "Continue the run in the log: its candidates of these workloads are not measured again and count "
+                "against the budget");
+  cmd->add_flag("--no-isolate", f->no_isolate,
+                "Measure candidates in this process instead of worker processes (a crashing candidate then ends "
+                "the run)");
+  cmd->add_option("--compile-timeout", f->compile_timeout_s, "Seconds allowed to compile one candidate")
+      ->capture_default_str();
+  cmd->add_option("--run-timeout", f->run_timeout_s, "Seconds allowed for one run of a candidate")
+      ->capture_default_str();
   out.push_back({cmd, [f, &reg] { return run_tune_list(*f, reg); }});
 }
 

@@ -127,6 +127,28 @@ ListTuneResult tune_tasks(const std::vector<ListTask>& tasks, const target::Targ
   std::vector<std::unique_ptr<TuningTask>> running(tasks.size());
   ListTuneResult out;
   out.results.resize(tasks.size());
+  auto create = [&](size_t i) {
+    const ListTask& lt = tasks[i];
+    running[i] = std::make_unique<TuningTask>(lt.dag, t, lt.options, log, make_backend ? make_backend(lt) : nullptr);
+    running[i]->add_history(lt.history);
+  };
+  // Resumed tasks: their history is their first round.
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    if (tasks[i].history.empty()) continue;
+    try {
+      create(i);
+    } catch (const UserError&) {
+      throw;
+    } catch (const std::exception& e) {
+      sched.drop(int(i), std::string("could not be measured: ") + e.what());
+      continue;
+    }
+    const TuneResult& r = running[i]->result();
+    out.results[i] = r;
+    out.trials += int(tasks[i].history.size());
+    out.resumed += int(tasks[i].history.size());
+    sched.report(int(i), int(tasks[i].history.size()), r.best ? r.best->median_ms : 0);
+  }
   while (out.trials < budget) {
     if (stop_requested()) {
       out.interrupted = true;
@@ -140,10 +162,7 @@ ListTuneResult tune_tasks(const std::vector<ListTask>& tasks, const target::Targ
     // A ktune bug while setting up or measuring one workload (the reference, the backend)
     // drops that workload instead of ending the whole list; bad input still ends it.
     try {
-      if (!task) {
-        const ListTask& lt = tasks[size_t(i)];
-        task = std::make_unique<TuningTask>(lt.dag, t, lt.options, log, make_backend ? make_backend(lt) : nullptr);
-      }
+      if (!task) create(size_t(i));
       measured = task->step(n);
     } catch (const UserError&) {
       throw;

@@ -85,7 +85,10 @@ class TaskScheduler {
 struct ListTask {
   std::shared_ptr<const te::ComputeDAG> dag;
   double weight = 1;
-  TuneOptions options;  // budget is ignored; seed, threads, strategy, timing are the task's
+  TuneOptions options;  // budget, log_path and resume are ignored; the rest is the task's
+  // Records of an earlier run of this workload (a resumed list): not measured again, and
+  // counted against the list's budget.
+  std::vector<log::Record> history;
 };
 
 // What happened in one round, for progress output.
@@ -102,9 +105,10 @@ struct RoundReport {
 };
 
 struct ListTuneResult {
-  std::vector<TuneResult> results;   // per task (trials 0 when it never ran)
+  std::vector<TuneResult> results;   // per task (trials 0 when it never ran; resumed trials count)
   std::vector<std::string> dropped;  // per task: why it was dropped, or ""
-  int rounds = 0, trials = 0;
+  int rounds = 0, trials = 0;  // trials include the resumed ones
+  int resumed = 0;             // trials taken over from the tasks' histories
   double seconds = 0;
   bool interrupted = false;  // stop_requested() ended it
   double objective_ms = 0;
@@ -114,9 +118,11 @@ struct ListTuneResult {
 using BackendFactory = std::function<std::unique_ptr<MeasureBackend>(const ListTask&)>;
 
 // Tunes the tasks under `budget` trials in total, round by round as the scheduler decides,
-// appending every measurement to `log` (may be null). Tasks are created when they first run.
-// Stops early when every task is dropped or when stop_requested() (checked between rounds and,
-// inside TuningTask::step, between candidates).
+// appending every measurement to `log` (may be null). Tasks are created when they first run;
+// a task with a history is created first and its history counts as its warm-up round. A task
+// whose setup or measurement fails with an error other than a UserError is dropped (the
+// others go on). Stops early when every task is dropped or when stop_requested() (checked
+// between rounds and, inside TuningTask::step, between candidates).
 ListTuneResult tune_tasks(const std::vector<ListTask>& tasks, const target::Target& t, int budget,
                           const SchedulerOptions& opt, log::LogWriter* log, const BackendFactory& make_backend,
                           const std::function<void(const RoundReport&)>& on_round = {});
