@@ -132,6 +132,11 @@ cmp -s small.jsonl before.jsonl && ok "inputs unchanged" || fail "an input log c
 # ---- replay --------------------------------------------------------------------------------
 "$KTUNE" replay small.jsonl > replay.txt 2> err.txt && [ "$(grep -c verified replay.txt)" -eq 3 ] &&
   ok "replay verifies the best of each workload" || { fail "replay"; cat replay.txt err.txt; }
+# A record tuned for a CPU feature this machine lacks is not measured here, but exported.
+sed 's/"features":\[/"features":["nosuchfeature",/' small.jsonl > foreign.jsonl
+expect 2 "tuned for a CPU with 'nosuchfeature', which this machine lacks" -- "$KTUNE" replay foreign.jsonl
+"$KTUNE" replay foreign.jsonl --emit=c --out=out_foreign > /dev/null 2> err.txt && ls out_foreign/*.c > /dev/null &&
+  ok "a foreign record exports" || { fail "export of a foreign record"; cat err.txt; }
 sched() { printf '{"kernel": "matmul", "params": {"M": 8, "N": 8, "K": 8}, "steps": [%s]}' "$1" > "$2"; }
 sched '{"kind": "split", "stage": 0, "iter": 1, "lengths": [4]}, {"kind": "annotate", "stage": 0, "iter": 2, "annotation": "vectorize"}' good.json
 "$KTUNE" replay good.json > r.txt 2> err.txt && grep -q verified r.txt && ok "replay schedule file" || { fail "replay schedule"; cat err.txt; }
