@@ -433,6 +433,30 @@ void Annotator::change_compute_locations(State& st, const Sketch& sk) {
   }
 }
 
+// Untiled stages (element-wise ones, untiled reductions) get their innermost spatial loop
+// split by a random divisor (<= 64), so that parallel outer and vector inner loops exist.
+void Annotator::split_innermost(State& st, const Sketch& sk) {
+  for (int s = 0; s < st.num_stages(); ++s) {
+    const Stage& stage = st.stage(s);
+    if (stage.location != ComputeLocation::Root) continue;
+    if (std::find(sk.tiled.begin(), sk.tiled.end(), stage.op.name) != sk.tiled.end()) continue;
+    int pos = -1;  // the innermost spatial loop
+    for (int p = int(stage.leaf.size()) - 1; p >= 0 && pos < 0; --p)
+      if (stage.leaf_iter(p).kind == IterKind::Spatial) pos = p;
+    if (pos < 0 || pos != int(stage.leaf.size()) - 1) continue;
+    bool attached = false;
+    for (const Stage& o : st.stages())
+      attached = attached || (o.location == ComputeLocation::At && o.attach_stage == s && o.attach_iter == stage.leaf[pos]);
+    const int64_t ext = stage.leaf_iter(pos).extent;
+    if (attached || ext < 2) continue;
+    std::vector<int64_t> ds;
+    for (int64_t d : divisors(ext))
+      if (d <= 64) ds.push_back(d);
+    const int64_t f = ds[std::uniform_int_distribution<size_t>(0, ds.size() - 1)(rng_)];
+    if (f > 1 && f < ext) st.apply(SplitStep{s, pos, {f}});
+  }
+}
+
 void Annotator::parallelize(State& st) {
   std::uniform_real_distribution<double> u(0, 1);
   for (int s = 0; s < st.num_stages(); ++s) {
@@ -509,6 +533,7 @@ State Annotator::annotate(const Sketch& sk) {
     st.apply(sp);
   }
   change_compute_locations(st, sk);
+  split_innermost(st, sk);
   parallelize(st);
   vectorize(st);
   unroll(st, sk);

@@ -10,7 +10,8 @@
 // Annotation turns a sketch into a complete schedule: it replays the steps, filling each
 // split hole with a random ordered factorization of the loop's extent (innermost factor
 // <= 64) and tied splits (a fused consumer following its producer's tiling) from their
-// source, then changes the compute location of untiled stages, fuses the outer spatial loops
+// source, then changes the compute location of untiled stages, splits the innermost spatial
+// loop of untiled root stages by a random divisor (<= 64), fuses the outer spatial loops
 // of each root stage into one parallel loop, vectorizes the innermost spatial loop, and
 // picks an unroll pragma from {0, 16, 64, 512}.
 #pragma once
@@ -84,6 +85,7 @@ class Annotator {
  private:
   std::vector<int64_t> random_lengths(int64_t extent, int parts, int64_t inner_max);
   void change_compute_locations(schedule::State& st, const Sketch& sk);
+  void split_innermost(schedule::State& st, const Sketch& sk);
   void parallelize(schedule::State& st);
   void vectorize(schedule::State& st);
   void unroll(schedule::State& st, const Sketch& sk);
