@@ -8,12 +8,16 @@ set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 n=${1:-50}
 build=$(realpath "${2:-$root/build}")
-ktune="$build/ktune"
-check="$build/tests/ktune_log_check"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# Private copies: a rebuild of the shared build directory during a long run must not swap the
+# binaries under it (ktune finds ktune-worker next to itself).
+mkdir -p "$tmp/bin"
+cp "$build/ktune" "$build/ktune-worker" "$build/tests/ktune_log_check" "$tmp/bin/" || exit 1
+ktune="$tmp/bin/ktune"
+check="$tmp/bin/ktune_log_check"
 log="$tmp/k9.jsonl"
-args=(matmul --M=48 --N=48 --K=48 --threads=2 --seed=1 --log="$log")
+args=(matmul --M=32 --N=32 --K=32 --threads=2 --seed=1 --log="$log")
 RANDOM=${KILL9_SEED:-1}
 
 valid=0 prev_records=0 prev_skipped=0
@@ -22,9 +26,9 @@ for ((i = 1; i <= n; i++)); do
   [ -e "$log" ] && resume=(--resume)
   "$ktune" "${args[@]}" --budget=100000 "${resume[@]}" >"$tmp/out.txt" 2>"$tmp/err.txt" &
   pid=$!
-  # A random moment in the first 1.5 s: during start-up, compiling, running, or writing.
-  sleep "$(printf '0.%03d' $((RANDOM % 1000)))"
-  sleep "$(printf '0.%03d' $((RANDOM % 500)))"
+  # A random moment in the first 2.5 s: during start-up, compiling, running, or writing.
+  ms=$((200 + RANDOM % 2300))
+  sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
   kill -9 "$pid" 2>/dev/null
   { wait "$pid"; } 2>/dev/null
   rc=$?

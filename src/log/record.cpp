@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ktune/schedule/json_checked.h"
 #include "ktune/support/error.h"
 
 #ifndef KTUNE_VERSION
@@ -105,7 +106,9 @@ const json& field(const json& j, const char* name, const char* where) {
 template <typename T>
 T get(const json& j, const char* name, const char* where = "") {
   try {
-    return field(j, name, where).get<T>();
+    const json& v = field(j, name, where);
+    if (!schedule::json_holds<T>(v)) throw json::other_error::create(501, "", nullptr);
+    return v.get<T>();
   } catch (const json::exception&) {
     throw UserError(detail::concat("record field '", where, name, "' has the wrong type"));
   }
@@ -124,7 +127,8 @@ Record record_from_json(const json& j) {
   const json& params = field(w, "params", "workload.");
   const auto order = get<std::vector<std::string>>(w, "param_order", "workload.");
   for (const auto& k : order) {
-    KT_USER_CHECK(params.contains(k) && params[k].is_number_integer(), "record field 'workload.params' lacks '", k, "'");
+    KT_USER_CHECK(params.is_object() && params.contains(k) && schedule::json_holds<int64_t>(params[k]),
+                  "record field 'workload.params' lacks '", k, "'");
     r.workload.params.emplace_back(k, params[k].get<int64_t>());
   }
   r.workload.dtype = get<std::string>(w, "dtype", "workload.");
@@ -193,6 +197,8 @@ bool is_truncated_json(const std::string& line) {
     return json::parse(line).is_discarded();
   } catch (const json::parse_error& e) {
     return e.byte > line.size();
+  } catch (const json::exception&) {  // e.g. a number out of range: complete, but not valid
+    return false;
   }
 }
 }  // namespace

@@ -6,6 +6,7 @@
 #include <bit>
 #include <unordered_map>
 
+#include "ktune/schedule/json_checked.h"
 #include "ktune/support/error.h"
 
 namespace ktune::schedule {
@@ -17,8 +18,8 @@ namespace {
 json type_json(ir::Type t) { return json::array({int(t.code), int(t.bits), int(t.lanes)}); }
 
 ir::Type type_from(const json& j) {
-  KT_USER_CHECK(j.is_array() && j.size() == 3 && j[0].is_number_integer() && j[1].is_number_integer() &&
-                    j[2].is_number_integer(),
+  KT_USER_CHECK(j.is_array() && j.size() == 3 && json_holds<int>(j[0]) && json_holds<int>(j[1]) &&
+                    json_holds<int>(j[2]),
                 "DAG JSON: a type must be [code, bits, lanes]");
   const int code = j[0].get<int>(), bits = j[1].get<int>(), lanes = j[2].get<int>();
   KT_USER_CHECK(code >= 0 && code <= int(ir::TypeCode::Bool) && bits >= 1 && bits <= 64 && lanes >= 1 &&
@@ -132,11 +133,11 @@ class Reader {
     switch (ir::ExprKind(k)) {
       case ir::ExprKind::IntImm:
         arity(1);
-        KT_USER_CHECK(j[2].is_number_integer(), "DAG JSON: IntImm needs an integer");
+        KT_USER_CHECK(json_holds<int64_t>(j[2]), "DAG JSON: IntImm needs an integer");
         return ir::Expr(std::make_shared<const ir::IntImm>(t, j[2].get<int64_t>()));
       case ir::ExprKind::FloatImm:
         arity(1);
-        KT_USER_CHECK(j[2].is_number_unsigned(), "DAG JSON: FloatImm needs its bit pattern");
+        KT_USER_CHECK(json_holds<uint64_t>(j[2]), "DAG JSON: FloatImm needs its bit pattern");
         return ir::Expr(std::make_shared<const ir::FloatImm>(t, std::bit_cast<double>(j[2].get<uint64_t>())));
       case ir::ExprKind::Var: arity(1); return var(j[2]);
       case ir::ExprKind::Cast: arity(1); return ir::Expr(std::make_shared<const ir::Cast>(t, sub(2)));
@@ -160,7 +161,7 @@ class Reader {
         arity(3);
         return ir::Expr(std::make_shared<const ir::Select>(t, sub(2), sub(3), sub(4)));
       case ir::ExprKind::Call: {
-        KT_USER_CHECK(j.size() >= 3 && j[2].is_number_integer() && j[2].get<int>() >= 0 &&
+        KT_USER_CHECK(j.size() >= 3 && json_holds<int>(j[2]) && j[2].get<int>() >= 0 &&
                           j[2].get<int>() <= int(ir::Intrinsic::Sigmoid),
                       "DAG JSON: bad Call");
         std::vector<ir::Expr> args;
@@ -188,6 +189,7 @@ class Reader {
 template <typename T>
 T get(const json& j, const char* name) {
   KT_USER_CHECK(j.is_object() && j.contains(name), "DAG JSON: missing field '", name, "'");
+  KT_USER_CHECK(json_holds<T>(j.at(name)), "DAG JSON: field '", name, "' has the wrong type");
   try {
     return j.at(name).get<T>();
   } catch (const json::exception&) {
@@ -230,7 +232,7 @@ te::ComputeDAG dag_from_json(const json& j) {
   dag.kernel = get<std::string>(j, "kernel");
   dag.dtype = get<std::string>(j, "dtype");
   for (const json& p : get<json>(j, "params")) {
-    KT_USER_CHECK(p.is_array() && p.size() == 2 && p[0].is_string() && p[1].is_number_integer(),
+    KT_USER_CHECK(p.is_array() && p.size() == 2 && p[0].is_string() && json_holds<int64_t>(p[1]),
                   "DAG JSON: a parameter must be [name, value]");
     dag.params.emplace_back(p[0].get<std::string>(), p[1].get<int64_t>());
   }
@@ -249,7 +251,7 @@ te::ComputeDAG dag_from_json(const json& j) {
       auto axes = [&](const char* name) {
         std::vector<te::Axis> out;
         for (const json& a : get<json>(op, name)) {
-          KT_USER_CHECK(a.is_array() && a.size() == 2 && a[1].is_number_integer(), "DAG JSON: bad axis");
+          KT_USER_CHECK(a.is_array() && a.size() == 2 && json_holds<int64_t>(a[1]), "DAG JSON: bad axis");
           out.push_back({r.var(a[0]), a[1].get<int64_t>()});
         }
         return out;

@@ -7,6 +7,7 @@
 
 #include "ktune/ir/ir_ops.h"
 #include "ktune/ir/visitor.h"
+#include "ktune/schedule/json_checked.h"
 #include "ktune/support/error.h"
 #include "ktune/support/util.h"
 
@@ -446,6 +447,7 @@ std::string stage_name(const State& st, int stage) {
 template <typename T>
 T get_field(const json& j, const char* kind, const char* field) {
   KT_USER_CHECK(j.contains(field), "step '", kind, "' is missing the field '", field, "'");
+  KT_USER_CHECK(json_holds<T>(j.at(field)), "step '", kind, "': field '", field, "' has the wrong type");
   try {
     return j.at(field).get<T>();
   } catch (const json::exception&) {

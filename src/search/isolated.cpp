@@ -309,8 +309,12 @@ struct IsolatedMeasurer::Impl {
   pid_t pid = -1;
   std::unique_ptr<Channel> ch;
   int starts = 0;
+  IsolationStats stats;
 
   ~Impl() {
+    debug(1) << "isolated measurement: " << stats.candidates << " candidates, " << starts << " worker starts ("
+             << stats.start_ms << " ms), round trips " << stats.round_trip_ms << " ms, worker busy "
+             << stats.worker_busy_ms << " ms (replay " << stats.replay_ms << " ms)\n";
     kill_worker();
     if (ref_fd >= 0) ::close(ref_fd);
   }
@@ -366,6 +370,23 @@ struct IsolatedMeasurer::Impl {
     throw InternalError("the measurement worker '" + worker_path + "' failed to start: " + why);
   }
 
+  // Starts a worker; a failed start (say, the executable being replaced by a rebuild) is
+  // retried a few times before the tune gives up.
+  void start_timed() {
+    const auto t0 = Clock::now();
+    for (int attempt = 1;; ++attempt) {
+      try {
+        start();
+        break;
+      } catch (const InternalError& e) {
+        if (attempt == 4 || starts == 1) throw;  // the first start reports at once
+        debug(1) << e.what() << "; trying again\n";
+        std::this_thread::sleep_for(std::chrono::milliseconds(100 << (2 * attempt)));
+      }
+    }
+    stats.start_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  }
+
   // Kills the worker (if any) and says how it ended: "was killed by SIGSEGV (...)".
   std::string kill_worker() {
     if (pid <= 0) return "";
@@ -403,13 +424,16 @@ struct IsolatedMeasurer::Impl {
     last_fault = faults.next();
     const json msg = {{"type", "measure"}, {"steps", schedule::steps_to_json(state.steps())},
                       {"fault", fault_name(last_fault)}};
-    if (!alive()) start();
+    if (!alive()) start_timed();
     if (!ch->send(msg)) {  // the worker died after its last result: start another
       kill_worker();
-      start();
+      start_timed();
       KT_CHECK(ch->send(msg), "cannot reach the measurement worker");
     }
+    const auto t0 = Clock::now();
     MeasureResult r = wait_result();
+    stats.round_trip_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    ++stats.candidates;
     if (last_fault != Fault::None) r.message += detail::concat(" [injected fault: ", fault_name(last_fault), "]");
     return r;
   }
@@ -426,7 +450,12 @@ struct IsolatedMeasurer::Impl {
       if (got == Channel::Got::Message) {
         const std::string type = m.value("type", "");
         try {
-          if (type == "result") return worker::result_from_json(m.at("result"));
+          if (type == "result") {
+            MeasureResult res = worker::result_from_json(m.at("result"));
+            stats.worker_busy_ms += m.value("busy_ms", 0.0);
+            stats.replay_ms += m.value("replay_ms", 0.0);
+            return res;
+          }
           if (type == "phase") {
             const std::string p = m.at("phase").get<std::string>();
             phase = p == "run" ? MeasurePhase::Run : MeasurePhase::Time;
@@ -482,7 +511,7 @@ IsolatedMeasurer::IsolatedMeasurer(std::shared_ptr<const te::ComputeDAG> dag, ta
             {"timing", worker::timing_to_json(timing)}};
   m.ref_fd = ::memfd_create("ktune-reference", MFD_CLOEXEC);
   KT_CHECK(m.ref_fd >= 0, "memfd_create: ", std::strerror(errno));
-  m.start();
+  m.start_timed();
 }
 
 IsolatedMeasurer::~IsolatedMeasurer() = default;
@@ -490,6 +519,7 @@ IsolatedMeasurer::~IsolatedMeasurer() = default;
 MeasureResult IsolatedMeasurer::measure(const schedule::State& state) { return impl_->measure(state); }
 const std::string& IsolatedMeasurer::reference_kind() const { return impl_->reference_kind; }
 int IsolatedMeasurer::worker_starts() const { return impl_->starts; }
+const IsolationStats& IsolatedMeasurer::stats() const { return impl_->stats; }
 Fault IsolatedMeasurer::last_fault() const { return impl_->last_fault; }
 
 }  // namespace ktune::search

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -215,10 +216,13 @@ int worker_main(int argc, char** argv) {
     }
     WorkerObserver obs(ch, fault, last_output_bytes);
     MeasureResult r;
+    const auto t0 = std::chrono::steady_clock::now();
+    double replay_ms = 0;
     try {
       std::optional<schedule::State> st;
       try {
         st = schedule::replay(dag, schedule::steps_from_json(msg.at("steps")));
+        replay_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       } catch (const InvalidCandidate& e) {
         r.error = ErrorClass::InvalidSchedule;
         r.message = e.what();
@@ -233,7 +237,9 @@ int worker_main(int argc, char** argv) {
       r.error = obs.phase == MeasurePhase::Compile ? ErrorClass::CompileError : ErrorClass::RuntimeError;
       r.message = std::string("internal error (a ktune bug): ") + e.what();
     }
-    if (!ch.send({{"type", "result"}, {"result", worker::result_to_json(r)}})) return 0;
+    const double busy_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (!ch.send({{"type", "result"}, {"result", worker::result_to_json(r)}, {"busy_ms", busy_ms}, {"replay_ms", replay_ms}}))
+      return 0;
   }
 }
 

@@ -55,6 +55,15 @@ class FaultPlan {
   int64_t count_ = 0, faults_ = 0;
 };
 
+// Where an isolated tune's time goes, in milliseconds (printed at --debug=1 at the end).
+struct IsolationStats {
+  int candidates = 0;
+  double start_ms = 0;        // starting workers (the first one also computes the reference)
+  double round_trip_ms = 0;   // from sending a candidate to having its result
+  double worker_busy_ms = 0;  // the worker's own time on the candidates (replay + measure)
+  double replay_ms = 0;       // of which rebuilding the schedules from their steps
+};
+
 class IsolatedMeasurer : public MeasureBackend {
  public:
   // Starts the first worker, which computes the reference (UserError when the worker
@@ -68,6 +77,7 @@ class IsolatedMeasurer : public MeasureBackend {
   // Workers started so far (1 + restarts), and the fault injected into the last candidate.
   int worker_starts() const;
   Fault last_fault() const;
+  const IsolationStats& stats() const;
 
  private:
   struct Impl;
