@@ -18,8 +18,8 @@ ktune="$tmp/bin/ktune"
 check="$tmp/bin/ktune_log_check"
 
 start=$(date +%s%N)
-"$ktune" matmul --M=64 --N=64 --K=64 --budget=$((2 * n)) --threads=2 --seed=1 --log="$tmp/faults.jsonl" \
-  --inject-faults=all:every=2 --run-timeout=0.5 --compile-timeout=3 --json >"$tmp/summary.json" 2>"$tmp/err.txt"
+"$ktune" matmul --M=32 --N=32 --K=32 --budget=$((2 * n)) --threads=2 --seed=1 --log="$tmp/faults.jsonl" \
+  --inject-faults=all:every=2 --run-timeout=0.5 --compile-timeout=4 --json >"$tmp/summary.json" 2>"$tmp/err.txt"
 rc=$?
 end=$(date +%s%N)
 echo "fault_inject: ktune exit code $rc (0 = finished with a valid best) in $(((end - start) / 1000000000)) s"

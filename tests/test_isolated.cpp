@@ -95,6 +95,14 @@ TEST_CASE("the isolated backend measures like the in-process one", "[isolated]")
     CHECK(a.gflops > 0);
   }
   CHECK(isolated.worker_starts() == 1);
+  CHECK(isolated.stats().candidates == 4);
+  CHECK(isolated.stats().worker_busy_ms <= isolated.stats().round_trip_ms);
+
+  search::IsolationOptions missing = iso;
+  missing.worker_path = "/nonexistent/ktune-worker";
+  CHECK_THROWS_WITH(search::IsolatedMeasurer(dag, t, 2, quick, missing),
+                    Catch::Contains("is not an executable file"));
+  CHECK_THAT(search::find_worker_executable(), Catch::EndsWith("ktune-worker"));
 }
 
 TEST_CASE("fault plans", "[isolated][faults]") {
@@ -125,7 +133,7 @@ TEST_CASE("a tune survives one fault of every kind and classifies each", "[isola
   opt.log_path = log;
   opt.isolation.enabled = true;
   opt.isolation.run_timeout_s = 0.3;
-  opt.isolation.compile_timeout_s = 1.5;
+  opt.isolation.compile_timeout_s = 4;  // far above a real compile, even on a loaded machine
   opt.isolation.inject_faults = "all:every=2";  // 7 faults, one of each kind, between valid candidates
   search::TuneResult r = search::tune(dag, target::host_target(), opt);
   CHECK(r.trials == 14);
@@ -239,7 +247,7 @@ TEST_CASE("a record cut short by a killed run is skipped, also once the log goes
   const std::string line = log::to_json(rec).dump() + "\n";
   { std::ofstream(path, std::ios::binary) << line << line.substr(0, 100); }  // killed mid-write
   {
-    log::LogWriter w(path);  // ends the cut line first
+    log::LogWriter w(path);  // ends the cut line before its first record
     w.write(rec);
   }
   const std::string text = read_text(path);

@@ -161,12 +161,6 @@ Record record_from_json(const json& j) {
 LogWriter::LogWriter(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   KT_USER_CHECK(fd_ >= 0, "cannot write the tuning log '", path, "': ", std::strerror(errno));
-  // A run killed in the middle of a write leaves a last line without its newline: end it, so
-  // that the next record starts a line of its own (readers skip the truncated one).
-  struct stat st {};
-  char last = '\n';
-  if (::fstat(fd_, &st) == 0 && st.st_size > 0 && ::pread(fd_, &last, 1, st.st_size - 1) == 1 && last != '\n')
-    write_all("\n");
 }
 
 LogWriter::~LogWriter() {
@@ -185,9 +179,20 @@ void LogWriter::write_all(const std::string& text) {
 
 void LogWriter::write(const Record& r) {
   KT_CHECK(fd_ >= 0, "log not open");
+  std::string prefix;
+  if (!first_written_) {
+    // A run killed in the middle of a write leaves a last line without its newline: end it, so
+    // that this record starts a line of its own (readers skip the cut one). Done with the
+    // first record, so that a run that fails before measuring anything leaves the log as it was.
+    struct stat st {};
+    char last = '\n';
+    if (::fstat(fd_, &st) == 0 && st.st_size > 0 && ::pread(fd_, &last, 1, st.st_size - 1) == 1 && last != '\n')
+      prefix = "\n";
+    first_written_ = true;
+  }
   // One write() per record on an O_APPEND file: the record reaches the file (the kernel's page
   // cache, which survives the process being killed) before the next candidate starts.
-  write_all(to_json(r).dump() + "\n");
+  write_all(prefix + to_json(r).dump() + "\n");
 }
 
 namespace {

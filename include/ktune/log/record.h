@@ -68,7 +68,8 @@ Record make_record(const te::ComputeDAG& dag, const target::Target& t, int threa
 std::string now_iso8601();
 
 // Appends records to a log file, each with one write() as it is written. Never truncates an
-// existing file; a last line left without its newline by a killed run is ended first.
+// existing file; a last line left without its newline by a killed run is ended before the
+// first record.
 class LogWriter {
  public:
   LogWriter() = default;
@@ -83,6 +84,7 @@ class LogWriter {
  private:
   void write_all(const std::string& text);
   int fd_ = -1;
+  bool first_written_ = false;
   std::string path_;
 };
 
