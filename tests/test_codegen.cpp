@@ -240,6 +240,19 @@ TEST_CASE("passes: unroll_loops", "[passes]") {
   CHECK(contains_for_kind(passes::unroll_loops(big), ForKind::Serial));
   Stmt serial = For::make(i, 0, 4, ForKind::Serial, Store::make(c, Expr(1.0), i));
   CHECK(passes::unroll_loops(serial).same_as(serial));
+
+  // Found by the differential fuzzer: unrolled loops around large bodies gave code LLVM took
+  // many minutes to compile. Copies beyond kMaxUnrolledStatements stay a serial loop.
+  Expr j = i64v("j"), k = i64v("k");
+  Stmt inner = For::make(j, 0, 16, ForKind::Unrolled, Store::make(c, Expr(1.0), (i + j) % 8));
+  Stmt nested = For::make(i, 0, 16, ForKind::Unrolled, inner);
+  Stmt nu = passes::unroll_loops(nested);
+  CHECK(!contains_for_kind(nu, ForKind::Unrolled));
+  CHECK(!contains_for_kind(nu, ForKind::Serial));  // 256 stores: fully unrolled
+  Stmt deep = For::make(k, 0, 64, ForKind::Unrolled, nested);
+  Stmt du = passes::unroll_loops(deep);
+  CHECK(du.as<For>() != nullptr);  // 64 x 256 stores: the outer loop stays a loop
+  CHECK(du.as<For>()->for_kind == ForKind::Serial);
 }
 
 TEST_CASE("passes: vectorize_loops", "[passes]") {

@@ -497,3 +497,21 @@ TEST_CASE("a stage computed at a loop covers the reads of the other stages compu
     CHECK(check_lowering(st) < 1e-5);
   }
 }
+
+// Found by the differential fuzzer: the unroll pragma counted only the stage's own loops, so
+// a loop with another stage's nest inside was unrolled (127 x 9 copies of a nest; LLVM took
+// many minutes). Like TVM's auto_unroll_max_step it now counts the steps of the whole body.
+TEST_CASE("the unroll pragma counts the nests of stages computed inside a loop", "[lower][regression]") {
+  auto dag = dense_relu_dag(12, 16, 5);
+  State st(dag);                        // Y: i j
+  st.apply(SplitStep{1, 0, {4}});       // Y: i.0 (3) i.1 (4) j (16)
+  st.apply(ComputeAtStep{0, 1, 1});     // D at Y.i.1: 16 x 5 steps + 16 inits inside
+  st.apply(PragmaStep{1, 0, "auto_unroll_max_step", 64});
+  CHECK(check_lowering(st) < 1e-5);
+  const std::string text = ir::to_string(lower(st, "k").body);
+  INFO(text);
+  CHECK(text.find("unrolled for (Y.j,") != std::string::npos);     // 16 steps
+  CHECK(text.find("unrolled for (Y.i.1,") == std::string::npos);   // 4 x (16 + 96) > 64
+  CHECK(text.find("for (Y.i.1,") != std::string::npos);
+}
+

@@ -8,6 +8,24 @@ namespace ktune::passes {
 
 namespace {
 
+// Number of statements of a Stmt (expressions are not visited).
+class StmtCounter : public ir::IRVisitor {
+ public:
+  int64_t count = 0;
+  void visit(const ir::Expr&) override {}
+  void visit(const ir::Stmt& s) override {
+    if (!s.defined()) return;
+    ++count;
+    IRVisitor::visit(s);
+  }
+};
+
+int64_t statement_count(const ir::Stmt& s) {
+  StmtCounter c;
+  c.visit(s);
+  return c.count;
+}
+
 class Unroller : public ir::IRMutator {
  public:
   ir::Stmt visit_For(const ir::For* op, const ir::Stmt& self) override {
@@ -17,7 +35,8 @@ class Unroller : public ir::IRMutator {
       return ir::For::make(op->var, op->min, op->extent, op->for_kind, body);
     }
     int64_t extent = 0;
-    if (!ir::is_const_int(op->extent, &extent) || extent > kMaxUnrollExtent) {
+    if (!ir::is_const_int(op->extent, &extent) || extent > kMaxUnrollExtent ||
+        extent * statement_count(body) > kMaxUnrolledStatements) {
       return ir::For::make(op->var, op->min, op->extent, ir::ForKind::Serial, body);
     }
     if (extent <= 0) return ir::Evaluate::make(ir::Expr(0));

@@ -70,6 +70,36 @@ Expr flat_index(const TensorBinding& b, const std::vector<Expr>& idx) {
   return flat.defined() ? flat : Expr(0);
 }
 
+constexpr int64_t kManySteps = int64_t(1) << 40;
+int64_t saturating_add(int64_t a, int64_t b) { return std::min(kManySteps, a + b); }
+int64_t saturating_mul(int64_t a, int64_t b) { return a > kManySteps / std::max<int64_t>(b, 1) ? kManySteps : a * b; }
+
+// Statements a loop nest executes (stores and evaluates; loops of unknown extent count as
+// many), for the unroll pragma.
+int64_t dynamic_steps(const Stmt& s) {
+  if (!s.defined()) return 0;
+  switch (s.kind()) {
+    case ir::StmtKind::For: {
+      const auto* f = s.as<ir::For>();
+      int64_t e = 0;
+      if (!ir::is_const_int(f->extent, &e)) return kManySteps;
+      return saturating_mul(dynamic_steps(f->body), e);
+    }
+    case ir::StmtKind::Block: {
+      int64_t n = 0;
+      for (const Stmt& x : s.as<ir::Block>()->stmts) n = saturating_add(n, dynamic_steps(x));
+      return n;
+    }
+    case ir::StmtKind::IfThenElse: {
+      const auto* i = s.as<ir::IfThenElse>();
+      return std::max(dynamic_steps(i->then_case), dynamic_steps(i->else_case));
+    }
+    case ir::StmtKind::Allocate: return dynamic_steps(s.as<ir::Allocate>()->body);
+    case ir::StmtKind::LetStmt: return dynamic_steps(s.as<ir::LetStmt>()->body);
+    default: return 1;
+  }
+}
+
 ir::ForKind for_kind(Annotation a) {
   switch (a) {
     case Annotation::None: return ir::ForKind::Serial;
@@ -517,12 +547,17 @@ class Lowerer {
     // Loop kinds, with the auto-unroll pragma applied from the innermost loop outwards.
     std::vector<ir::ForKind> kinds(n);
     for (int p = 0; p < n; ++p) kinds[p] = for_kind(stage.leaf_iter(p).annotation);
+    // As TVM's auto_unroll_max_step, a loop is unrolled while the steps its body runs (the
+    // update, and the nests of stages computed inside it) times its extent fit.
     if (stage.auto_unroll_max_step > 0) {
-      int64_t prod = 1;
+      int64_t steps = 1;
       for (int p = n - 1; p >= 0; --p) {
         if (kinds[p] != ir::ForKind::Serial && kinds[p] != ir::ForKind::Vectorized && kinds[p] != ir::ForKind::Unrolled) break;
-        prod *= leaf_ext[p];
-        if (prod > stage.auto_unroll_max_step) break;
+        auto at = at_pos.find(p);
+        if (at != at_pos.end())
+          for (auto& [ps, st] : at->second) steps = saturating_add(steps, dynamic_steps(st));
+        steps = saturating_mul(steps, leaf_ext[p]);
+        if (steps > stage.auto_unroll_max_step) break;
         if (kinds[p] == ir::ForKind::Serial) kinds[p] = ir::ForKind::Unrolled;
       }
     }

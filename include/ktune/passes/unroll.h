@@ -7,11 +7,17 @@ namespace ktune::passes {
 
 // The largest extent unroll_loops expands; longer Unrolled loops become Serial.
 inline constexpr int64_t kMaxUnrollExtent = 512;
+// The most statements (stores, evaluates, loops, ifs, ...) one unrolled loop may expand to;
+// a loop whose copies would exceed it stays a Serial loop. Nested unrolled loops multiply,
+// and a body holding other loop nests (a stage computed inside) is large: without the limit
+// a schedule can ask for code that takes LLVM minutes to compile.
+inline constexpr int64_t kMaxUnrolledStatements = 4096;
 
 // Replaces every For of kind Unrolled whose extent is a constant <= kMaxUnrollExtent by one
 // copy of its body per iteration, with the loop variable substituted by min + i (inner
 // loops first, so nested unrolled loops expand fully). An Unrolled loop with a non-constant
-// or larger extent is demoted to Serial. Other loops are kept.
+// or larger extent, or whose copies would exceed kMaxUnrolledStatements, is demoted to
+// Serial. Other loops are kept.
 ir::Stmt unroll_loops(const ir::Stmt& s);
 
 }  // namespace ktune::passes

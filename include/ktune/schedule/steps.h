@@ -59,7 +59,8 @@ struct AnnotateStep {
   Annotation annotation;
 };
 // Stage-level pragma on a loop: "auto_unroll_max_step" = value unrolls the inner loops of
-// the stage (from the innermost outwards) while the product of their extents <= value.
+// the stage (from the innermost outwards) while the steps they run <= value: a loop's
+// extent times its body's steps, the update and the nests of stages computed inside it.
 struct PragmaStep {
   int stage, iter;
   std::string name;
