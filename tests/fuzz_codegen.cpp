@@ -1,11 +1,14 @@
 // fuzz_codegen: many differential cases (random kernel × random schedule, JIT vs. the
 // interpreter). Usage:
-//   fuzz_codegen N [SEED] [--threads T] [--per-kernel K] [--repro-dir DIR] [--verbose]
+//   fuzz_codegen N [SEED] [--threads T] [--per-kernel K] [--repro-dir DIR] [--timeout S] [--verbose]
 //   fuzz_codegen --replay FILE
 // Case c uses kernel seed SEED + c / K; of each kernel's K schedules the first two come
 // from search::RandomSampler, the others from random step sequences. A failing case prints
 // the kernel, the steps and the lowered IR and writes DIR/fuzz_fail_<kernel>_<j>.json, which
-// --replay reruns. Before each case DIR/fuzz_current.json names it, so a crash leaves it.
+// --replay reruns. Before each case DIR/fuzz_current.json names it, so a crash leaves it; a
+// case that runs longer than --timeout seconds (default 300: a compile that never ends) is
+// reported as a hang with DIR/fuzz_hang_<kernel>_<j>.json and ends the run.
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +17,8 @@
 #include <iostream>
 #include <map>
 #include <string>
+#include <thread>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -78,6 +83,7 @@ int main(int argc, char** argv) {
   long long n = -1;
   uint64_t seed = 1;
   int threads = 2, per_kernel = 8;
+  double timeout_s = 300;
   bool verbose = false, have_seed = false;
   std::string repro_dir = ".", replay_file;
   for (int i = 1; i < argc; ++i) {
@@ -92,6 +98,7 @@ int main(int argc, char** argv) {
     if (a == "--threads") threads = std::stoi(value());
     else if (a == "--per-kernel") per_kernel = std::max(1, std::stoi(value()));
     else if (a == "--repro-dir") repro_dir = value();
+    else if (a == "--timeout") timeout_s = std::stod(value());
     else if (a == "--replay") replay_file = value();
     else if (a == "--verbose") verbose = true;
     else if (n < 0 && !a.empty() && a[0] != '-') n = std::stoll(a);
@@ -99,7 +106,8 @@ int main(int argc, char** argv) {
       seed = std::stoull(a);
       have_seed = true;
     } else {
-      std::cerr << "usage: fuzz_codegen N [SEED] [--threads T] [--per-kernel K] [--repro-dir DIR] [--verbose]\n"
+      std::cerr << "usage: fuzz_codegen N [SEED] [--threads T] [--per-kernel K] [--repro-dir DIR] [--timeout S] "
+                   "[--verbose]\n"
                    "       fuzz_codegen --replay FILE\n";
       return 2;
     }
@@ -123,6 +131,27 @@ int main(int argc, char** argv) {
   std::cout << "fuzz_codegen: " << n << " cases from seed " << seed << ", " << per_kernel
             << " schedules per kernel, " << threads << " threads\n"
             << std::flush;
+  // Watchdog: a case running past the timeout is a hang (e.g. a compile that never ends).
+  std::atomic<double> case_start{-1};
+  std::atomic<long long> case_index{0};
+  std::atomic<uint64_t> case_kernel{0};
+  std::atomic<int> case_j{0};
+  std::thread([&] {
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      const double t0 = case_start.load();
+      if (t0 < 0 || elapsed() - t0 < timeout_s) continue;
+      const std::string file = repro_dir + "/fuzz_hang_" + std::to_string(case_kernel.load()) + "_" +
+                               std::to_string(case_j.load()) + ".json";
+      std::ifstream in(repro_dir + "/fuzz_current.json");
+      write_file(file, std::string(std::istreambuf_iterator<char>(in), {}));
+      std::cout << "=== case " << case_index.load() << " (kernel seed " << case_kernel.load() << ", schedule "
+                << case_j.load() << "): HANG: still running after " << timeout_s << " s\nreproducer: " << file
+                << "\nsummary: stopped after " << case_index.load() << " cases (" << elapsed() << " s)\nFAILED\n"
+                << std::flush;
+      _exit(1);
+    }
+  }).detach();
   for (long long c = 0; c < n; ++c) {
     const uint64_t kseed = seed + uint64_t(c / per_kernel);
     const int j = int(c % per_kernel);
@@ -162,7 +191,12 @@ int main(int argc, char** argv) {
                   {"source", from_sampler ? "sampler" : "random-steps"},
                   {"steps", schedule::steps_to_json(st.steps())}};
     write_file(repro_dir + "/fuzz_current.json", repro.dump(1) + "\n");
+    case_index = c;
+    case_kernel = kseed;
+    case_j = j;
+    case_start = elapsed();
     DiffResult r = checker->check(st);
+    case_start = -1;
     ++counts[diff_status_name(r.status)];
     if (r.status == DiffStatus::Invalid) ++invalid_reasons[reason_of(r.message)];
     ++counts[std::string(from_sampler ? "sampler " : "steps ") + diff_status_name(r.status)];
