@@ -38,10 +38,11 @@ TEST_CASE("random schedules of random kernels compile to the reference's values"
         ++step_cases;
         step_invalid += r.status == DiffStatus::Invalid;
       }
-      INFO("kernel seed " << seed << ", schedule " << j << ": " << diff_status_name(r.status) << ": " << r.message
-                          << "\n" << describe_case(st));
-      CHECK(!r.failed());
-      if (j < 2) CHECK(r.status == DiffStatus::Match);
+      // Sampler schedules always lower; random step sequences may not (then nothing to compare).
+      if (r.failed() || (j < 2 && r.status != DiffStatus::Match))
+        FAIL_CHECK("kernel seed " << seed << ", schedule " << j << ": " << diff_status_name(r.status) << ": "
+                                  << r.message << "\n"
+                                  << describe_case(st));
     }
   }
   INFO(cases << " cases, " << invalid << " do not lower");
