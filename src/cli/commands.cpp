@@ -95,23 +95,9 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
   KT_USER_CHECK(f.run_timeout_s > 0, "--run-timeout must be positive (got ", f.run_timeout_s, ")");
   KT_USER_CHECK(f.inject_faults.empty() || !f.no_isolate, "--inject-faults needs isolated measurement (drop --no-isolate)");
   if (!f.inject_faults.empty()) search::FaultPlan check(f.inject_faults);
-  target::Target t = target::resolve_target(f.target);
-  KT_USER_CHECK(t.kind == target::TargetKind::CPU, "target '", t.name, "' is a ", target::kind_name(t.kind),
-                " GPU target; this ktune build generates code for CPU targets only (try --target=host)");
-  if (t.name != "host") {
-    // A named CPU target is measured on this machine: it must be able to run its code.
-    const target::Target host = target::host_target();
-    const auto arch = [](const std::string& triple) { return triple.substr(0, triple.find('-')); };
-    KT_USER_CHECK(arch(t.triple) == arch(host.triple), "target '", t.name, "' is ", arch(t.triple),
-                  " but this machine is ", arch(host.triple), "; ktune measures on the machine it runs on");
-    for (const auto& feat : t.features)
-      KT_USER_CHECK(host.has_feature(feat), "target '", t.name, "' needs the CPU feature '", feat,
-                    "', which this machine lacks");
-  }
+  target::Target t = resolve_measure_target(f.target);
   auto dag = std::make_shared<const te::ComputeDAG>(def.instantiate(ints, types));
-  for (const auto& op : dag->ops)
-    KT_USER_CHECK(!(op.dtype.is_float() && op.dtype.bits == 16), def.name, ": tensor ", op.name, " has element type ", op.dtype.to_string(),
-                  ", which the CPU code generator does not support yet (supported: f32, f64, i32, i8)");
+  check_cpu_dtypes(*dag, def.name);
   search::TuneOptions opt;
   opt.budget = f.budget;
   opt.seed = f.seed;
