@@ -16,6 +16,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "ktune/schedule/dag_json.h"
@@ -425,12 +427,13 @@ struct IsolatedMeasurer::Impl {
     const json msg = {{"type", "measure"}, {"steps", schedule::steps_to_json(state.steps())},
                       {"fault", fault_name(last_fault)}};
     if (!alive()) start_timed();
+    auto t0 = Clock::now();
     if (!ch->send(msg)) {  // the worker died after its last result: start another
       kill_worker();
       start_timed();
+      t0 = Clock::now();
       KT_CHECK(ch->send(msg), "cannot reach the measurement worker");
     }
-    const auto t0 = Clock::now();
     MeasureResult r = wait_result();
     stats.round_trip_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     ++stats.candidates;
@@ -438,11 +441,36 @@ struct IsolatedMeasurer::Impl {
     return r;
   }
 
+  // CPU seconds the worker has used so far (all its threads), from /proc; -1 if unknown.
+  double worker_cpu_s() const {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string text;
+    if (!std::getline(f, text)) return -1;
+    const size_t paren = text.rfind(')');
+    if (paren == std::string::npos) return -1;
+    std::istringstream rest(text.substr(paren + 1));
+    std::string field;
+    unsigned long long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {  // fields 14 and 15: utime, stime
+      if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
+      if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+    }
+    return double(utime + stime) / double(::sysconf(_SC_CLK_TCK));
+  }
+
+  // Waits for the candidate's result, enforcing the phase's limit. A limit counts the worker's
+  // work, not the machine's load: it is reached when the worker has used `limit` seconds of
+  // CPU time per thread it may use (one while compiling, `threads` while running), so that a
+  // compile or run merely slowed down by other processes is not killed; a worker that blocks
+  // without using the CPU is stopped once `kWallFactor` times the limit has passed.
   MeasureResult wait_result() {
+    constexpr double kWallFactor = 4;
     auto seconds = [](double s) { return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)); };
     MeasurePhase phase = MeasurePhase::Compile;
     double limit_s = opt.compile_timeout_s;
-    Clock::time_point deadline = Clock::now() + seconds(limit_s);
+    Clock::time_point phase_start = Clock::now();
+    double phase_cpu = worker_cpu_s();
+    Clock::time_point deadline = phase_start + seconds(limit_s);
     MeasureResult r;
     for (;;) {
       json m;
@@ -460,7 +488,9 @@ struct IsolatedMeasurer::Impl {
             const std::string p = m.at("phase").get<std::string>();
             phase = p == "run" ? MeasurePhase::Run : MeasurePhase::Time;
             limit_s = phase == MeasurePhase::Run ? opt.run_timeout_s : time_limit_s(m.at("run_ms").get<double>());
-            deadline = Clock::now() + seconds(limit_s);
+            phase_start = Clock::now();
+            phase_cpu = worker_cpu_s();
+            deadline = phase_start + seconds(limit_s);
             continue;
           }
         } catch (const std::exception&) {
@@ -471,13 +501,24 @@ struct IsolatedMeasurer::Impl {
       }
       const char* doing = phase == MeasurePhase::Compile ? "compiling" : phase == MeasurePhase::Run ? "running" : "timing";
       if (got == Channel::Got::Timeout) {
+        const double wall = std::chrono::duration<double>(Clock::now() - phase_start).count();
+        const double cpu_limit = limit_s * (phase == MeasurePhase::Compile ? 1 : std::max(1, threads));
+        const double cpu = phase_cpu >= 0 ? worker_cpu_s() - phase_cpu : -1;
+        if (cpu >= 0 && cpu < cpu_limit && wall < kWallFactor * limit_s) {
+          // Slowed down, not stuck: wait until it could have used up its CPU time.
+          const double more = std::min((cpu_limit - cpu) / (phase == MeasurePhase::Compile ? 1 : std::max(1, threads)),
+                                       kWallFactor * limit_s - wall);
+          deadline = Clock::now() + seconds(std::max(more, 0.02));
+          continue;
+        }
         kill_worker();
         r.error = phase == MeasurePhase::Compile ? ErrorClass::CompileTimeout : ErrorClass::RunTimeout;
-        r.message = detail::concat(doing, " the candidate took longer than ", limit_s,
-                                   phase == MeasurePhase::Compile ? " s (--compile-timeout)"
-                                   : phase == MeasurePhase::Run   ? " s (--run-timeout)"
-                                                                  : " s (twice the expected timing time plus --run-timeout)",
-                                   "; the worker was killed");
+        r.message = detail::concat(doing, " the candidate exceeded ",
+                                   phase == MeasurePhase::Compile ? "--compile-timeout="
+                                   : phase == MeasurePhase::Run   ? "--run-timeout="
+                                                                  : "the timing limit (expected time + --run-timeout) of ",
+                                   limit_s, " s (it used ", cpu, " s of CPU time in ", wall,
+                                   " s); the worker was killed");
         return r;
       }
       const std::string death = kill_worker();
