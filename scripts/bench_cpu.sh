@@ -8,7 +8,7 @@
 #
 # Usage: scripts/bench_cpu.sh [--threads "1 2"] [--quick] [--budget N] [--groups G,G]
 #                             [--only ID,ID] [--ktune-log LOG]... [--ktune-schedules DIR]
-#                             [--no-tune] [--repeat R] [--out DIR]
+#                             [--no-tune] [--repeat R] [--wait-idle S] [--out DIR]
 #   --threads LIST         thread counts to measure (default: "1 N", N = nproc)
 #   --quick                9 of the 27 workloads, ktune budget 8 (unless --budget/KTUNE_BUDGET)
 #   --budget N             ktune candidates per tune (default: $KTUNE_BUDGET, else 32; 8 quick)
@@ -20,6 +20,10 @@
 #                          `ktune replay`, when this ktune has that command
 #   --no-tune              do not tune (ktune numbers only from --ktune-log / --ktune-schedules)
 #   --repeat R             baselines: best of R runs of the timing protocol (default 3)
+#   --wait-idle S          before each measurement, wait up to S seconds (default 5; 0: do
+#                          not wait) for the other processes to use < 0.25 cores; the load
+#                          seen (always sampled) is kept in busy.tsv and summarised below
+#                          the tables
 #   --out DIR              keep the raw results here, a new or empty folder
 #                          (default: build/bench/cpu-DATE)
 #
@@ -44,6 +48,7 @@ logs=()
 schedules=""
 tune=1
 repeat=3
+wait_idle=5
 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -61,6 +66,8 @@ while [ $# -gt 0 ]; do
     --ktune-schedules) schedules="$2"; shift 2 ;;
     --ktune-schedules=*) schedules="${1#*=}"; shift ;;
     --no-tune) tune=0; shift ;;
+    --wait-idle) wait_idle="$2"; shift 2 ;;
+    --wait-idle=*) wait_idle="${1#*=}"; shift ;;
     --repeat) repeat="$2"; shift 2 ;;
     --repeat=*) repeat="${1#*=}"; shift ;;
     --out) out="$2"; shift 2 ;;
@@ -74,6 +81,8 @@ threads="$(echo "$threads" | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' '
 for t in $threads; do
   [[ "$t" =~ ^[1-9][0-9]*$ ]] || { echo "bench_cpu.sh: bad thread count '$t'" >&2; exit 2; }
 done
+[[ "$wait_idle" =~ ^[0-9]+$ ]] || { echo "bench_cpu.sh: --wait-idle takes whole seconds" >&2; exit 2; }
+[[ "$repeat" =~ ^[1-9][0-9]*$ ]] || { echo "bench_cpu.sh: --repeat takes a positive count" >&2; exit 2; }
 for l in "${logs[@]}"; do
   [ -r "$l" ] || { echo "bench_cpu.sh: cannot read ktune log '$l'" >&2; exit 2; }
 done
@@ -154,11 +163,34 @@ list_args=()
 : > "$out/baselines.jsonl"
 : > "$out/ktune.jsonl"
 : > "$out/errors.txt"
+printf 'workload\tthreads\tbusy_cores\twaited_s\n' > "$out/busy.tsv"
 nwork=$(wc -l < "$out/workloads.tsv")
 echo "bench_cpu.sh: $nwork workloads, threads: $threads, ktune budget: $budget$([ "$tune" = 1 ] || echo ' (not tuning)'), results in $out" >&2
 start=$(date +%s)
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "start: $(date -u +%FT%TZ) load average $load_start" > "$out/run.txt"
+
+# Cores kept busy by all processes over 0.3 s (this script is idle meanwhile, so: others).
+busy_cores() {
+  local a b
+  read -r -a a < /proc/stat
+  sleep 0.3
+  read -r -a b < /proc/stat
+  # cpu user nice system idle iowait irq softirq steal
+  local busy=$(( b[1] + b[2] + b[3] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[6] - a[7] - a[8] ))
+  local idle=$(( b[4] + b[5] - a[4] - a[5] ))
+  awk -v b="$busy" -v i="$idle" -v n="$(nproc)" 'BEGIN { printf "%.2f", (b + i > 0) ? n * b / (b + i) : 0 }'
+}
+# On a shared machine, wait (up to --wait-idle seconds) for the others to quieten down.
+wait_for_idle() {
+  local t0=$SECONDS busy=""
+  while :; do
+    busy=$(busy_cores)
+    awk -v x="$busy" 'BEGIN { exit !(x < 0.25) }' && break
+    (( SECONDS - t0 >= wait_idle )) && break
+  done
+  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$busy" "$((SECONDS - t0))" >> "$out/busy.tsv"
+}
 
 # The tune summary's best.gflops; for replay's output, the best gflops of its list.
 gflops_of() {
@@ -190,6 +222,7 @@ for t in $threads; do
   while IFS=$'\t' read -r id group kernel flags macs; do
     i=$((i + 1))
     echo "bench_cpu.sh: [$t thread(s)] $i/$nwork $id" >&2
+    wait_for_idle "$id" "$t"
     # Baselines: each library in its own process, so one's spinning thread pool does not
     # steal cycles from the other's.
     "$baselines" --lib onednn --threads "$t" --repeat "$repeat" --only "$id" >> "$out/baselines.jsonl" 2>> "$out/baselines.txt" ||
@@ -209,6 +242,7 @@ for t in $threads; do
     fi
     if [ "$tune" = 1 ]; then
       echo "== $id, $t thread(s)" >> "$out/ktune-stderr.txt"
+      wait_for_idle "$id" "$t"
       # shellcheck disable=SC2086
       summary=$("$ktune" "$kernel" $flags --budget="$budget" --threads="$t" --json \
                  --log="$out/ktune-$id-t$t.jsonl" 2>> "$out/ktune-stderr.txt") || true
@@ -246,7 +280,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "end:   $(date -u +%FT%TZ) load average $load_end, $elapsed s" >> "$out/run.txt"
 
 report_args=(--workloads "$out/workloads.tsv" --baselines "$out/baselines.jsonl" --ktune "$out/ktune.jsonl"
-             --threads "$threads" --markdown "$out/table.md")
+             --threads "$threads" --markdown "$out/table.md" --busy "$out/busy.tsv" --wait-idle "$wait_idle")
 for l in "${logs[@]}"; do report_args+=(--log "$l"); done
 python3 "$root/scripts/bench/report_cpu.py" "${report_args[@]}" | tee "$out/table.txt"
 echo "bench_cpu.sh: done in $((elapsed / 60)) min $((elapsed % 60)) s (load average $load_start at the start, $load_end at the end); raw results, logs and table.md in $out" >&2

@@ -65,6 +65,8 @@ def main():
     ap.add_argument("--threads", required=True)
     ap.add_argument("--log", action="append", default=[])
     ap.add_argument("--markdown")
+    ap.add_argument("--busy")
+    ap.add_argument("--wait-idle", type=int, default=0)
     a = ap.parse_args()
 
     workloads = []
@@ -178,6 +180,22 @@ def main():
                 f"thread(s): {r['gflops']:.1f} GFLOP/s (no matching workload)")
         text.append(line)
         md.append(line + "\n")
+    if a.busy:
+        busy = []
+        with open(a.busy) as f:
+            next(f, None)
+            for line in f:
+                parts = line.split("\t")
+                if len(parts) == 4:
+                    busy.append((float(parts[2]), int(parts[3])))
+        if busy:
+            loads = sorted(b for b, _ in busy)
+            quiet = sum(1 for b in loads if b < 0.25)
+            line = (f"Load from other processes just before each of {len(busy)} measurements "
+                    f"(after waiting up to {a.wait_idle} s for < 0.25 cores): median "
+                    f"{loads[len(loads) // 2]:.2f} cores, max {loads[-1]:.2f}; quiet for {quiet}.")
+            text.append(line)
+            md.append(line + "\n")
     print("\n".join(text))
     if a.markdown:
         with open(a.markdown, "w") as f:
