@@ -216,6 +216,7 @@ int main(int argc, char** argv) {
     }
     if ((c + 1) % 200 == 0 || c + 1 == n)
       std::cout << "[" << c + 1 << "/" << n << "] match " << counts["match"] << ", invalid " << counts["invalid"]
+                << ", skipped " << counts["skipped"]
                 << ", failures " << failures << ", " << kernels << " kernels, " << elapsed() << " s\n"
                 << std::flush;
   }

@@ -33,10 +33,11 @@ TEST_CASE("random schedules of random kernels compile to the reference's values"
       schedule::State st = j < 2 ? sampler.sample() : random_step_schedule(dag, seed * 16 + uint64_t(j));
       DiffResult r = checker.check(st);
       ++cases;
-      invalid += r.status == DiffStatus::Invalid;
+      const bool compared = r.status != DiffStatus::Invalid && r.status != DiffStatus::Skipped;
+      invalid += !compared;
       if (j >= 2) {
         ++step_cases;
-        step_invalid += r.status == DiffStatus::Invalid;
+        step_invalid += !compared;
       }
       // Sampler schedules always lower; random step sequences may not (then nothing to compare).
       if (r.failed() || (j < 2 && r.status != DiffStatus::Match))
@@ -45,7 +46,7 @@ TEST_CASE("random schedules of random kernels compile to the reference's values"
                                   << describe_case(st));
     }
   }
-  INFO(cases << " cases, " << invalid << " do not lower");
+  INFO(cases << " cases, " << invalid << " not compared (do not lower, or too slow)");
   CHECK(cases == 320);
   CHECK(step_invalid * 3 < step_cases);  // most random step sequences give a lowerable state
 }

@@ -813,6 +813,33 @@ double normalized_error(const runtime::HostBuffer& got, const runtime::HostBuffe
 
 double tolerance(ir::Type t) { return t.is_int() ? 0 : 1e-4; }
 
+// Rough cost of running a lowered nest: statements executed, plus 1000 per start of a
+// parallel loop (a call into the thread pool). Saturates at 1e18.
+double run_cost(const ir::Stmt& s) {
+  if (!s.defined()) return 0;
+  switch (s.kind()) {
+    case ir::StmtKind::For: {
+      const auto* f = s.as<ir::For>();
+      int64_t e = 0;
+      if (!ir::is_const_int(f->extent, &e)) return 1e18;
+      return std::min(1e18, double(e) * run_cost(f->body) + (f->for_kind == ir::ForKind::Parallel ? 1000 : 1));
+    }
+    case ir::StmtKind::Block: {
+      double n = 0;
+      for (const auto& x : s.as<ir::Block>()->stmts) n += run_cost(x);
+      return std::min(n, 1e18);
+    }
+    case ir::StmtKind::IfThenElse: {
+      const auto* i = s.as<ir::IfThenElse>();
+      return 1 + std::max(run_cost(i->then_case), run_cost(i->else_case));
+    }
+    case ir::StmtKind::Allocate: return run_cost(s.as<ir::Allocate>()->body);
+    case ir::StmtKind::LetStmt: return run_cost(s.as<ir::LetStmt>()->body);
+    default: return 1;
+  }
+}
+constexpr double kMaxRunCost = 3e7;
+
 }  // namespace
 
 std::shared_ptr<const te::ComputeDAG> random_kernel(uint64_t seed) { return KernelGen(seed).run(seed); }
@@ -827,6 +854,7 @@ const char* diff_status_name(DiffStatus s) {
   switch (s) {
     case DiffStatus::Match: return "match";
     case DiffStatus::Invalid: return "invalid";
+    case DiffStatus::Skipped: return "skipped";
     case DiffStatus::Mismatch: return "MISMATCH";
     case DiffStatus::CompileError: return "COMPILE-ERROR";
     case DiffStatus::Error: return "ERROR";
@@ -879,6 +907,11 @@ DiffResult DiffChecker::check(const State& st) {
   } catch (const std::exception& e) {
     r.status = DiffStatus::Error;
     r.message = std::string("lowering threw: ") + e.what();
+    return r;
+  }
+  if (const double cost = run_cost(f.body); cost > kMaxRunCost) {
+    r.status = DiffStatus::Skipped;
+    r.message = detail::concat("too slow to run in a test: about ", cost, " steps");
     return r;
   }
   std::vector<runtime::HostBuffer> got;
