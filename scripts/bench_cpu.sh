@@ -20,16 +20,17 @@
 #                          `ktune replay`, when this ktune has that command
 #   --no-tune              do not tune (ktune numbers only from --ktune-log / --ktune-schedules)
 #   --repeat R             baselines: best of R runs of the timing protocol (default 3)
-#   --wait-idle S          before each measurement, wait up to S seconds (default 5; 0: do
+#   --wait-idle S          before each measurement, wait up to S seconds (default 2; 0: do
 #                          not wait) for the other processes to use < 0.25 cores; the load
 #                          seen (always sampled) is kept in busy.tsv and summarised below
 #                          the tables
 #   --out DIR              keep the raw results here, a new or empty folder
 #                          (default: build/bench/cpu-DATE)
 #
-# Duration on the 2-core development machine: --quick about 6 minutes at "1 2"; the full
-# set at "1 2" with budget 32 about 45 minutes, almost all of it ktune tuning (the baselines
-# alone take about 1 minute). Environment: KTUNE (ktune binary, default build/ktune),
+# Duration on the 2-core development machine (shared, busy): --quick at "1 2" about 5
+# minutes; the full set at "1 2" with budget 32 about 55 minutes, almost all of it ktune
+# tuning (the big matmuls' tunes take 3-8 minutes each: slow candidates run until their
+# 10 s timeout); the baselines alone (--no-tune) about 1.5 minutes. Environment: KTUNE (ktune binary, default build/ktune),
 # KTUNE_BUDGET, CXX (default g++).
 set -euo pipefail
 
@@ -48,7 +49,7 @@ logs=()
 schedules=""
 tune=1
 repeat=3
-wait_idle=5
+wait_idle=2
 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
