@@ -220,7 +220,7 @@ print("null")'
 for t in $threads; do
   export OMP_NUM_THREADS="$t" OPENBLAS_NUM_THREADS="$t"
   i=0
-  while IFS=$'\t' read -r id group kernel flags macs; do
+  while IFS=$'\t' read -r id group kernel flags _macs; do
     i=$((i + 1))
     echo "bench_cpu.sh: [$t thread(s)] $i/$nwork $id" >&2
     wait_for_idle "$id" "$t"
