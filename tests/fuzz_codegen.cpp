@@ -1,6 +1,7 @@
 // fuzz_codegen: many differential cases (random kernel × random schedule, JIT vs. the
 // interpreter). Usage:
-//   fuzz_codegen N [SEED] [--threads T] [--per-kernel K] [--repro-dir DIR] [--timeout S] [--verbose]
+//   fuzz_codegen N [SEED] [--threads T] [--per-kernel K] [--repro-dir DIR] [--timeout S]
+//                [--target NAME] [--verbose]
 //   fuzz_codegen --replay FILE
 // Case c uses kernel seed SEED + c / K; of each kernel's K schedules the first two come
 // from search::RandomSampler, the others from random step sequences. A failing case prints
@@ -60,7 +61,7 @@ std::string reason_of(const std::string& msg) {
   return text.substr(0, 120);
 }
 
-int replay(const std::string& path, int threads) {
+int replay(const std::string& path, int threads, const target::Target& t) {
   std::ifstream in(path);
   if (!in) {
     std::cerr << "fuzz_codegen: cannot read " << path << "\n";
@@ -70,7 +71,7 @@ int replay(const std::string& path, int threads) {
   auto dag = random_kernel(j.at("kernel_seed").get<uint64_t>());
   schedule::State st = schedule::replay(dag, schedule::steps_from_json(j.at("steps")));
   std::cout << describe_case(st) << std::flush;  // first: the case may crash
-  runtime::CpuRunner runner(target::host_target(), threads);
+  runtime::CpuRunner runner(j.contains("target") ? target::resolve_target(j["target"].get<std::string>()) : t, threads);
   DiffChecker checker(dag, runner);
   DiffResult r = checker.check(st);
   std::cout << "--- result: " << diff_status_name(r.status) << " " << r.message << "\n";
@@ -84,6 +85,7 @@ int main(int argc, char** argv) {
   uint64_t seed = 1;
   int threads = 2, per_kernel = 8;
   double timeout_s = 300;
+  std::string target_name = "host";
   bool verbose = false, have_seed = false;
   std::string repro_dir = ".", replay_file;
   for (int i = 1; i < argc; ++i) {
@@ -99,6 +101,7 @@ int main(int argc, char** argv) {
     else if (a == "--per-kernel") per_kernel = std::max(1, std::stoi(value()));
     else if (a == "--repro-dir") repro_dir = value();
     else if (a == "--timeout") timeout_s = std::stod(value());
+    else if (a == "--target") target_name = value();
     else if (a == "--replay") replay_file = value();
     else if (a == "--verbose") verbose = true;
     else if (n < 0 && !a.empty() && a[0] != '-') n = std::stoll(a);
@@ -107,18 +110,18 @@ int main(int argc, char** argv) {
       have_seed = true;
     } else {
       std::cerr << "usage: fuzz_codegen N [SEED] [--threads T] [--per-kernel K] [--repro-dir DIR] [--timeout S] "
-                   "[--verbose]\n"
+                   "[--target NAME] [--verbose]\n"
                    "       fuzz_codegen --replay FILE\n";
       return 2;
     }
   }
-  if (!replay_file.empty()) return replay(replay_file, threads);
+  const target::Target t = target::resolve_target(target_name);
+  if (!replay_file.empty()) return replay(replay_file, threads, t);
   if (n < 0) {
     std::cerr << "usage: fuzz_codegen N [SEED] ...\n";
     return 2;
   }
 
-  const target::Target t = target::host_target();
   runtime::CpuRunner runner(t, threads);
   std::map<std::string, long long> counts, invalid_reasons;
   long long failures = 0, kernels = 0;
@@ -128,7 +131,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<search::RandomSampler> sampler;
   std::shared_ptr<const te::ComputeDAG> dag;
   uint64_t dag_seed = 0;
-  std::cout << "fuzz_codegen: " << n << " cases from seed " << seed << ", " << per_kernel
+  std::cout << "fuzz_codegen: " << n << " cases from seed " << seed << " for target " << target_name << ", "
+            << per_kernel
             << " schedules per kernel, " << threads << " threads\n"
             << std::flush;
   // Watchdog: a case running past the timeout is a hang (e.g. a compile that never ends).
@@ -189,6 +193,7 @@ int main(int argc, char** argv) {
     json repro = {{"kernel_seed", kseed},
                   {"schedule", j},
                   {"source", from_sampler ? "sampler" : "random-steps"},
+                  {"target", target_name},
                   {"steps", schedule::steps_to_json(st.steps())}};
     write_file(repro_dir + "/fuzz_current.json", repro.dump(1) + "\n");
     case_index = c;
