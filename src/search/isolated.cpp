@@ -367,7 +367,7 @@ struct IsolatedMeasurer::Impl {
       return;
     }
     std::string why = got == Channel::Got::Message ? reply.value("message", reply.dump()) : "";
-    const std::string death = got == Channel::Got::Message ? "" : kill_worker();
+    const std::string death = got == Channel::Got::Message ? "" : kill_worker(/*dying=*/true);
     if (why.empty()) why = "the worker " + death;
     throw InternalError("the measurement worker '" + worker_path + "' failed to start: " + why);
   }
@@ -389,14 +389,15 @@ struct IsolatedMeasurer::Impl {
     stats.start_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   }
 
-  // Kills the worker (if any) and says how it ended: "was killed by SIGSEGV (...)".
-  std::string kill_worker() {
+  // Ends the worker (if any) and says how it ended: "was killed by SIGSEGV (...)". A worker
+  // whose socket closed is dying on its own and is given a moment to finish (so that its own
+  // signal is reported); otherwise, or after that moment, it gets SIGKILL.
+  std::string kill_worker(bool dying = false) {
     if (pid <= 0) return "";
     ch.reset();  // closes the socket
     int status = 0;
     pid_t r = 0;
-    // A worker that died on its own is reaped at once; one that still runs gets SIGKILL.
-    for (int i = 0; i < 20 && (r = ::waitpid(pid, &status, WNOHANG)) == 0; ++i)
+    for (int i = 0; dying && i < 20 && (r = ::waitpid(pid, &status, WNOHANG)) == 0; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(i < 10 ? 1 : 10));
     if (r == 0) {
       ::kill(pid, SIGKILL);
@@ -436,6 +437,9 @@ struct IsolatedMeasurer::Impl {
     }
     MeasureResult r = wait_result();
     stats.round_trip_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    // A candidate that computed wrong values or failed while running may have written where it
+    // should not (the worker's heap, its copy of the reference): the next one gets a fresh worker.
+    if (alive() && (r.error == ErrorClass::WrongAnswer || r.error == ErrorClass::RuntimeError)) kill_worker();
     ++stats.candidates;
     if (last_fault != Fault::None) r.message += detail::concat(" [injected fault: ", fault_name(last_fault), "]");
     return r;
@@ -521,7 +525,7 @@ struct IsolatedMeasurer::Impl {
                                    " s); the worker was killed");
         return r;
       }
-      const std::string death = kill_worker();
+      const std::string death = kill_worker(/*dying=*/got == Channel::Got::Closed);
       r.error = phase == MeasurePhase::Compile ? ErrorClass::CompileError : ErrorClass::RuntimeError;
       r.message = detail::concat("the measurement worker ",
                                  got == Channel::Got::Garbled ? "sent a malformed message and " : "", death, " while ",
