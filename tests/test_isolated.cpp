@@ -103,6 +103,10 @@ TEST_CASE("the isolated backend measures like the in-process one", "[isolated]")
   CHECK_THROWS_WITH(search::IsolatedMeasurer(dag, t, 2, quick, missing),
                     Catch::Contains("is not an executable file"));
   CHECK_THAT(search::find_worker_executable(), Catch::EndsWith("ktune-worker"));
+  search::IsolationOptions not_a_worker = iso;
+  not_a_worker.worker_path = "/bin/true";  // runs, but does not speak the protocol
+  CHECK_THROWS_WITH(search::IsolatedMeasurer(dag, t, 2, quick, not_a_worker),
+                    Catch::Contains("failed to start") && Catch::Contains("exited with status 0"));
 }
 
 TEST_CASE("fault plans", "[isolated][faults]") {

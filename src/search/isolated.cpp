@@ -367,7 +367,7 @@ struct IsolatedMeasurer::Impl {
       return;
     }
     std::string why = got == Channel::Got::Message ? reply.value("message", reply.dump()) : "";
-    const std::string death = got == Channel::Got::Message ? "" : kill_worker(/*dying=*/true);
+    const std::string death = kill_worker(/*dying=*/true);
     if (why.empty()) why = "the worker " + death;
     throw InternalError("the measurement worker '" + worker_path + "' failed to start: " + why);
   }
