@@ -392,6 +392,8 @@ TEST_CASE("invalid follow_split, follow_fused_split, rfactor, storage_align are 
   CHECK_THAT(msg(RfactorStep{0, 4, 3}), Catch::Contains("rfactor") && Catch::Contains("factor_iter_id 3 is not in 0..2"));
   CHECK_THAT(msg(StorageAlignStep{0, 3, 0, 0}), Catch::Contains("storage_align") && Catch::Contains("factor 0 is not positive"));
   CHECK_THAT(msg(StorageAlignStep{0, 3, 4, 4}), Catch::Contains("storage_align") && Catch::Contains("offset 4 is not in 0..3"));
+  CHECK_THAT(msg(StorageAlignStep{0, 3, int64_t(1) << 40, 0}), Catch::Contains("storage_align") && Catch::Contains("larger than"));
+  CHECK_THAT(msg(SplitStep{0, 0, {int64_t(1) << 62, 4}}), Catch::Contains("more than the extent"));
   CHECK_THAT(msg(StorageAlignStep{0, 0, 4, 0}), Catch::Contains("storage_align") && Catch::Contains("not a spatial axis"));
   CHECK_THAT(msg(StorageAlignStep{0, 4, 4, 0}), Catch::Contains("storage_align") && Catch::Contains("not a spatial axis"));
   CHECK_THROWS_WITH(State(dag).apply(StorageAlignStep{1, 0, 4, 0}),

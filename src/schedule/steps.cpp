@@ -46,6 +46,9 @@ bool reads_tensor(const te::Operation& op, const std::string& name) {
   return found;
 }
 
+constexpr int64_t kMaxFollowLength = int64_t(1) << 24;
+constexpr int64_t kMaxAlignFactor = int64_t(1) << 20;
+
 // Splits the loop at position `iter` of stage `stage` by `lengths`; `what` names the step
 // in messages ("split", "follow_split", ...). `may_exceed`: the lengths may multiply to more
 // than the extent (follow steps take them from another loop; the outer loop then has one
@@ -57,12 +60,15 @@ void split_loop(State& st, int stage_idx, int iter, const std::vector<int64_t>& 
   const int id = stage.leaf[iter];
   const Iterator parent = stage.iters[id];
   KT_CANDIDATE_CHECK(!lengths.empty(), what, " of ", stage.op.name, ".", parent.name, ": no lengths given");
+  // Follow steps may exceed the extent, but not absurdly (a hostile log could overflow).
+  const int64_t bound = may_exceed ? std::max<int64_t>(parent.extent, kMaxFollowLength) : parent.extent;
   int64_t prod = 1;
   for (int64_t l : lengths) {
     KT_CANDIDATE_CHECK(l >= 1, what, " of ", stage.op.name, ".", parent.name, ": length ", l, " is not positive");
+    KT_CANDIDATE_CHECK(l <= bound / prod, what, " of ", stage.op.name, ".", parent.name,
+                       may_exceed ? ": lengths multiply to more than " : ": lengths multiply to more than the extent ",
+                       bound);
     prod *= l;
-    KT_CANDIDATE_CHECK(may_exceed || prod <= parent.extent, what, " of ", stage.op.name, ".", parent.name,
-                       ": lengths multiply to more than the extent ", parent.extent);
   }
   SplitRelation rel{id, {}, lengths};
   std::vector<int> new_ids;
@@ -119,6 +125,8 @@ int64_t follow_fused_split_length(const FollowFusedSplitStep& s, const State& st
     KT_CANDIDATE_CHECK(s.level >= 0 && s.level < int(src.lengths.size()), "follow_fused_split on ", name,
                        ": level ", s.level, " is not in 0..", int(src.lengths.size()) - 1, " (step ", id,
                        " has ", src.lengths.size(), " lengths)");
+    KT_CANDIDATE_CHECK(src.lengths[s.level] <= kMaxFollowLength / len, "follow_fused_split on ", name,
+                       ": the lengths multiply to more than ", kMaxFollowLength);
     len *= src.lengths[s.level];
   }
   return len;
@@ -418,6 +426,8 @@ void apply(const StorageAlignStep& s, State& st) {
   const Iterator& it = stage.iters[id];
   KT_CANDIDATE_CHECK(s.factor >= 1, "storage_align on ", stage.op.name, ".", it.name, ": factor ", s.factor,
                      " is not positive");
+  KT_CANDIDATE_CHECK(s.factor <= kMaxAlignFactor, "storage_align on ", stage.op.name, ".", it.name, ": factor ",
+                     s.factor, " is larger than ", kMaxAlignFactor);
   KT_CANDIDATE_CHECK(s.offset >= 0 && s.offset < s.factor, "storage_align on ", stage.op.name, ".", it.name,
                      ": offset ", s.offset, " is not in 0..", s.factor - 1);
   KT_CANDIDATE_CHECK(id < int(stage.op.axes.size()), "storage_align on ", stage.op.name, ".", it.name,
