@@ -73,6 +73,7 @@ int matched_consumer(const State& st, int s) {
   if (cs.size() != 1) return -1;
   const te::Operation& p = st.stage(s).op;
   const te::Operation& c = st.stage(cs[0]).op;
+  if (p.is_output) return -1;  // an output stays at root: it cannot be computed inside its consumer
   if (c.reduce != te::ReduceKind::None || c.shape != p.shape) return -1;
   if (st.stage(cs[0]).location != ComputeLocation::Root || !st.stage(cs[0]).relations.empty()) return -1;
   for (const Read& r : reads_of(c)) {
