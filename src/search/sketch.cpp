@@ -139,7 +139,7 @@ Tiling tile(SketchState& ss, int s, const std::string& structure) {
     if (ss.state.stage(s).leaf_iter(a).extent == 1 || parts <= 1) continue;
     levels[a] = parts;
     t.split_step[a] = int(ss.sketch.steps.size());
-    ss.sketch.holes.push_back({t.split_step[a], -1, {}});
+    ss.sketch.holes.push_back({t.split_step[a]});
     ss.apply(SplitStep{s, a, std::vector<int64_t>(parts - 1, 1)});
   }
   auto pos = [&](int axis, int level) {
@@ -242,10 +242,10 @@ class MultiLevelTilingWithFusion : public SketchRule {
       std::vector<int> levels(nsp, 1);
       for (int a = nsp - 1; a >= 0; --a) {
         if (t.split_step[a] < 0) continue;
-        SplitHole h{int(n.sketch.steps.size()), t.split_step[a], {}};
-        h.groups = level == 1 ? std::vector<std::vector<int>>{{0, 1, 2}} : std::vector<std::vector<int>>{{0}, {1, 2}};
-        n.sketch.holes.push_back(h);
-        n.apply(SplitStep{c, a, std::vector<int64_t>(level, 1)});
+        // The consumer follows the producer's split: level 1 takes the product of its inner
+        // lengths, level 2 the first one and the product of the rest. A follow step keeps the
+        // tie through mutations (the search edits only the free split).
+        n.apply(FollowSplitStep{c, a, t.split_step[a], level});
         levels[a] = level + 1;
       }
       std::vector<int> order;
@@ -379,11 +379,10 @@ std::string Sketch::to_string(std::shared_ptr<const te::ComputeDAG> dag) const {
     std::string line = steps[i].to_string(st);
     const auto* sp = std::get_if<SplitStep>(&steps[i].v);
     const auto hole = std::find_if(holes.begin(), holes.end(), [&](const SplitHole& h) { return h.step == int(i); });
-    if (sp && hole != holes.end()) {
+    if (sp && hole != holes.end())
       line = line.substr(0, line.rfind('[')) + "[" +
              join(sp->lengths, ", ", [](int64_t) { return std::string("?"); }) + "])";
-      if (hole->tied_to >= 0) line += "  # follows step " + std::to_string(hole->tied_to);
-    }
+    if (const auto* fs = std::get_if<FollowSplitStep>(&steps[i].v)) line += "  # follows step " + std::to_string(fs->src_step_id);
     os << line << "\n";
     st.apply(steps[i]);
   }
@@ -510,7 +509,6 @@ void Annotator::unroll(State& st, const Sketch& sk) {
 
 State Annotator::annotate(const Sketch& sk) {
   State st(dag_);
-  std::vector<std::vector<int64_t>> filled(sk.steps.size());
   for (size_t i = 0; i < sk.steps.size(); ++i) {
     const auto hole = std::find_if(sk.holes.begin(), sk.holes.end(), [&](const SplitHole& h) { return h.step == int(i); });
     if (hole == sk.holes.end()) {
@@ -518,19 +516,8 @@ State Annotator::annotate(const Sketch& sk) {
       continue;
     }
     SplitStep sp = std::get<SplitStep>(sk.steps[i].v);
-    if (hole->tied_to < 0) {
-      const int64_t ext = st.stage(sp.stage).leaf_iter(sp.iter).extent;
-      sp.lengths = random_lengths(ext, int(sp.lengths.size()) + 1, 64);
-    } else {
-      const auto& src = filled[hole->tied_to];
-      sp.lengths.clear();
-      for (const auto& g : hole->groups) {
-        int64_t p = 1;
-        for (int k : g) p *= src.at(k);
-        sp.lengths.push_back(p);
-      }
-    }
-    filled[i] = sp.lengths;
+    const int64_t ext = st.stage(sp.stage).leaf_iter(sp.iter).extent;
+    sp.lengths = random_lengths(ext, int(sp.lengths.size()) + 1, 64);
     st.apply(sp);
   }
   change_compute_locations(st, sk);

@@ -9,8 +9,8 @@
 //
 // Annotation turns a sketch into a complete schedule: it replays the steps, filling each
 // split hole with a random ordered factorization of the loop's extent (innermost factor
-// <= 64) and tied splits (a fused consumer following its producer's tiling) from their
-// source, then changes the compute location of untiled stages, splits the innermost spatial
+// <= 64) (a fused consumer's follow_split steps then follow its producer's tiling), then
+// changes the compute location of untiled stages, splits the innermost spatial
 // loop of untiled root stages by a random divisor (<= 64), fuses the outer spatial loops
 // of each root stage into one parallel loop, vectorizes the innermost spatial loop, and
 // picks an unroll pragma from {0, 16, 64, 512}.
@@ -28,12 +28,11 @@
 
 namespace ktune::search {
 
-// A split whose lengths annotation fills: freely, or as products of an earlier split's
-// lengths (groups[k] lists the source lengths multiplied into length k).
+// A split whose lengths annotation fills (a random ordered factorization of the loop's
+// extent). A fused consumer that follows its producer's tiling does so with a FollowSplitStep,
+// which is not a hole: replaying it after the producer's split is filled gives the tie.
 struct SplitHole {
-  int step;                             // index in Sketch::steps
-  int tied_to = -1;                     // source split step, or -1 for a free hole
-  std::vector<std::vector<int>> groups; // for a tied split
+  int step;  // index in Sketch::steps
 };
 
 struct Sketch {

@@ -1,0 +1,41 @@
+// The learned cost model (DESIGN §7): gradient-boosted trees through XGBoost's C API.
+//
+// Each program is a set of feature rows (features.h); its score is the sum of its rows'
+// predictions, and training fits that sum ("pack-sum" objective, a custom gradient).
+// Targets are throughputs normalized per workload to the best seen for that workload (so that
+// one model serves a whole shape list) and samples are weighted by them. The model keeps every
+// sample and retrains from scratch on update(). Before it has enough samples it returns
+// random scores.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ktune/search/features.h"
+
+namespace ktune::search {
+
+class CostModel {
+ public:
+  virtual ~CostModel() = default;
+  // Adds measured programs of the workload keyed `workload` (log::Workload::key()), with their
+  // throughput in GFLOP/s (0 for an invalid candidate), and retrains.
+  virtual void update(const std::vector<ProgramFeatures>& programs, const std::vector<double>& gflops,
+                      const std::string& workload) = 0;
+  // Scores; higher means predicted faster. Only the order matters.
+  virtual std::vector<double> predict(const std::vector<ProgramFeatures>& programs) = 0;
+  virtual int num_samples() const = 0;
+  // "xgboost" or "random".
+  virtual std::string name() const = 0;
+};
+
+// kind: "xgboost" (the default) or "random" (random scores, for ablations).
+std::unique_ptr<CostModel> make_cost_model(const std::string& kind, uint64_t seed);
+
+// The fraction of pairs (i, j) with actual[i] != actual[j] that `predicted` orders the same
+// way. 0.5 is chance.
+double pairwise_ranking_accuracy(const std::vector<double>& predicted, const std::vector<double>& actual);
+
+}  // namespace ktune::search

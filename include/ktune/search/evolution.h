@@ -1,0 +1,57 @@
+// Exploration (DESIGN §7, after Ansor): evolutionary search guided by the cost model.
+//
+// Each round proposes a batch: an initial population sampled from the sketches (at least
+// init_population valid states, plus the best measured states so far), evolved for
+// `generations` generations of `population` states by mutation (tile size, unroll, compute
+// location, parallel; weights below) with parents picked by roulette over predicted score;
+// the batch is the best predicted states not measured before, with eps_greedy of it drawn at
+// random from the sketches. Every measured batch retrains the model (observe()).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <random>
+
+#include "ktune/search/cost_model.h"
+#include "ktune/search/sampler.h"
+#include "ktune/search/tuner.h"
+
+namespace ktune::search {
+
+struct EvolutionOptions {
+  int population = 2048;
+  int generations = 4;
+  int init_population = 50;  // sample until this many unique valid states
+  double mutation_prob = 0.85;
+  double w_tile = 0.90, w_unroll = 0.04, w_compute_location = 0.05, w_parallel = 0.01;
+  double eps_greedy = 0.05;
+};
+
+class EvolutionaryPolicy : public SearchPolicy {
+ public:
+  // `model` may be shared with other tasks (a shape list shares one model).
+  EvolutionaryPolicy(std::shared_ptr<const te::ComputeDAG> dag, target::Target t, std::shared_ptr<CostModel> model,
+                     uint64_t seed, EvolutionOptions opt = {});
+  ~EvolutionaryPolicy() override;
+  std::vector<schedule::State> propose(int n, const std::unordered_set<std::string>& measured) override;
+  void observe(const std::vector<schedule::State>& states, const std::vector<MeasureResult>& results) override;
+  std::string phase() const override { return "explore"; }
+  const RejectCounts& rejected() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Mutations. Each edits the step list and replays it; the result is lowered to check it
+// (nullopt when the edit does not apply or gives an invalid state).
+// Tile size: moves a prime factor between two levels of a split (innermost stays <= 64).
+std::optional<schedule::State> mutate_tile_size(const schedule::State& s, std::mt19937_64& rng);
+// Unroll: another value of an auto_unroll_max_step pragma from {0, 16, 64, 512}.
+std::optional<schedule::State> mutate_unroll(const schedule::State& s, std::mt19937_64& rng);
+// Compute location: another loop of the consumer for a stage computed at one.
+std::optional<schedule::State> mutate_compute_location(const schedule::State& s, std::mt19937_64& rng);
+// Parallel: one loop more or fewer fused into a stage's parallel loop.
+std::optional<schedule::State> mutate_parallel(const schedule::State& s, std::mt19937_64& rng);
+
+}  // namespace ktune::search
