@@ -18,7 +18,7 @@ ktune="$tmp/bin/ktune"
 check="$tmp/bin/ktune_log_check"
 
 start=$(date +%s%N)
-"$ktune" matmul --M=32 --N=32 --K=32 --budget=$((2 * n)) --threads=2 --seed=1 --log="$tmp/faults.jsonl" \
+"$ktune" matmul --M=32 --N=32 --K=32 --budget=$((2 * n)) --strategy=random --threads=2 --seed=1 --log="$tmp/faults.jsonl" \
   --inject-faults=all:every=2 --run-timeout=0.5 --compile-timeout=4 --json >"$tmp/summary.json" 2>"$tmp/err.txt"
 rc=$?
 end=$(date +%s%N)

@@ -15,7 +15,7 @@ for ((r = 1; r <= rounds; r++)); do
   for mode in isolated in-process; do
     flag=""
     [ "$mode" = in-process ] && flag=--no-isolate
-    "$build/ktune" --debug=1 matmul --M="$size" --N="$size" --K="$size" --budget="$budget" --seed=7 --threads=2 $flag \
+    "$build/ktune" --debug=1 matmul --M="$size" --N="$size" --K="$size" --budget="$budget" --strategy=random --seed=7 --threads=2 $flag \
       --log="$tmp/$mode-$r.jsonl" --json >"$tmp/$mode-$r.json" 2>"$tmp/$mode-$r.err"
     s=$(secs "$tmp/$mode-$r.json")
     printf '%-11s round %d: %6.2f s, %5.2f candidates/s\n' "$mode" "$r" "$s" "$(echo "$budget / $s" | awk '{print $1/$3}')"

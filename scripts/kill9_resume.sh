@@ -18,7 +18,7 @@ cp "$build/ktune" "$build/ktune-worker" "$build/tests/ktune_log_check" "$tmp/bin
 ktune="$tmp/bin/ktune"
 check="$tmp/bin/ktune_log_check"
 log="$tmp/k9.jsonl"
-args=(matmul --M=32 --N=32 --K=32 --threads=2 --seed=1 --log="$log")
+args=(matmul --M=32 --N=32 --K=32 --threads=2 --seed=1 --log="$log" --strategy=random)
 RANDOM=${KILL9_SEED:-1}
 
 valid=0 prev_records=0 prev_skipped=0

@@ -59,7 +59,7 @@ fi
 # A user's kernel directory adds a kernel that tunes.
 mkdir -p mine
 printf '# Scale a vector.\nkernel scale(N=64)\n  input X[N]\n  output Y[i] = X[i] * 3\n' > mine/scale.kt
-"$KTUNE" --kernels mine scale --N=100 --budget=3 --log=scale.jsonl --json > scale.json 2>err.txt
+"$KTUNE" --kernels mine scale --N=100 --budget=3 --strategy=random --log=scale.jsonl --json > scale.json 2>err.txt
 if [ $? -ne 0 ] || ! grep -q '"kernel": "scale"' scale.json || [ "$(wc -l < scale.jsonl)" -ne 3 ]; then
   echo "FAIL: user kernel directory"; cat err.txt; fails=$((fails + 1))
 else
@@ -67,7 +67,7 @@ else
 fi
 
 # Logs are appended, never truncated.
-"$KTUNE" --kernels mine scale --budget=2 --log=scale.jsonl >/dev/null 2>&1
+"$KTUNE" --kernels mine scale --budget=2 --strategy=random --log=scale.jsonl >/dev/null 2>&1
 if [ "$(wc -l < scale.jsonl)" -ne 5 ]; then
   echo "FAIL: log not appended"; fails=$((fails + 1))
 else
@@ -75,7 +75,7 @@ else
 fi
 
 # --resume against a log of another kernel definition or thread count: refused, log unchanged.
-mm=(matmul --M=8 --N=8 --K=8)
+mm=(matmul --M=8 --N=8 --K=8 --strategy=random)
 "$KTUNE" "${mm[@]}" --budget=2 --threads=2 --log=r.jsonl >/dev/null 2>&1
 cp r.jsonl r0.jsonl
 expect 2 "(pass --threads=2)" -- "$KTUNE" "${mm[@]}" --budget=4 --threads=1 --resume --log=r.jsonl
@@ -90,6 +90,24 @@ if [ $? -ne 0 ] || [ "$(wc -l < r.jsonl)" -ne 4 ] || ! grep -q "2 from the log" 
 else
   echo "ok:   --resume continues a log"
 fi
+
+# Strategies: bad values are one-line user errors; a two-phase run logs its phases in order.
+expect 2 "unknown strategy 'annealing' (available: two-phase, evolutionary, droplet, random)" -- "$KTUNE" matmul --strategy=annealing --log=keep.jsonl
+expect 2 "--refine-budget must be between 0 and" -- "$KTUNE" matmul --refine-budget=-1 --log=keep.jsonl
+expect 2 "--time-budget must be a number of seconds" -- "$KTUNE" matmul --time-budget=-5 --log=keep.jsonl
+expect 2 "--budget must be between 1 and" -- "$KTUNE" matmul --budget=2000000 --log=keep.jsonl
+expect 2 "--warm-start: there is no tuning log 'nothere.jsonl'" -- "$KTUNE" matmul --M=8 --N=8 --K=8 --budget=2 --warm-start nothere.jsonl --log=keep.jsonl
+expect 2 "holds no record of kernel softmax (only of matmul)" -- "$KTUNE" softmax --budget=2 --warm-start r.jsonl --log=keep.jsonl
+expect 2 "only the two-phase and evolutionary strategies" -- "$KTUNE" matmul --M=8 --N=8 --K=8 --strategy=random --warm-start r.jsonl --log=keep.jsonl
+"$KTUNE" matmul --M=16 --N=32 --K=16 --budget=10 --refine-budget=5 --warm-start r.jsonl --log=tp.jsonl > tp.txt 2>&1
+phases=$(grep -o '"phase":"[a-z]*"' tp.jsonl | uniq | tr -d '\n')
+if [ $? -ne 0 ] || [ "$phases" != '"phase":"explore""phase":"refine"' ] || ! grep -q "warm start: the cost model learnt from 4 records" tp.txt ||
+   ! grep -q "^refinement: " tp.txt; then
+  echo "FAIL: two-phase run ($phases)"; cat tp.txt; fails=$((fails + 1))
+else
+  echo "ok:   two-phase run with warm start: explore then refine"
+fi
+[ "$(cat keep.jsonl)" = "existing line" ] || { echo "FAIL: a failing command modified keep.jsonl"; fails=$((fails + 1)); }
 
 "$KTUNE" kernels > kernels.txt 2>&1 && grep -q '^matmul(M=' kernels.txt || { echo "FAIL: ktune kernels"; fails=$((fails + 1)); }
 "$KTUNE" targets > targets.txt 2>&1 && grep -q 'detected host' targets.txt || { echo "FAIL: ktune targets"; fails=$((fails + 1)); }

@@ -13,7 +13,7 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-args=(matmul --M=48 --N=48 --K=48 --threads=2 --seed=2)
+args=(matmul --M=48 --N=48 --K=48 --threads=2 --seed=2 --strategy=random)
 
 # 1. One Ctrl-C: the summary, exit 130, a resumable log.
 setsid "$ktune" "${args[@]}" --log=i.jsonl --budget=400 >out.txt 2>err.txt &

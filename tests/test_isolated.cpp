@@ -34,6 +34,7 @@ std::string temp_path(const std::string& name) {
 
 search::TuneOptions quick_options(int budget) {
   search::TuneOptions opt;
+  opt.strategy = "random";  // exactly `budget` candidates (tests/test_two_phase.cpp covers the others)
   opt.budget = budget;
   opt.threads = 2;
   opt.seed = 5;

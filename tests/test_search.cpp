@@ -37,6 +37,7 @@ TEST_CASE("tuning matmul 64x64x64 end to end writes a verified best and a full l
   const std::string log = (std::filesystem::temp_directory_path() / "ktune_e2e_test.jsonl").string();
   std::filesystem::remove(log);
   search::TuneOptions opt;
+  opt.strategy = "random";  // exactly the budget (tests/test_two_phase.cpp covers the others)
   opt.budget = 16;
   opt.threads = 2;
   opt.log_path = log;
@@ -137,6 +138,7 @@ TEST_CASE("every shipped kernel tunes at a small shape", "[e2e]") {
     if (def.name == "softmax" || def.name == "transpose2d") vals["N"] = 10;
     auto dag = std::make_shared<const te::ComputeDAG>(def.instantiate(vals));
     search::TuneOptions opt;
+    opt.strategy = "random";
     opt.budget = 6;
     opt.threads = 2;
     opt.timing.repeat = 1;

@@ -35,7 +35,7 @@ struct TuneListFlags {
   std::string shard = "0/1";
   int threads = 0;
   uint64_t seed = 0;
-  std::string strategy = "random";
+  std::string strategy = "two-phase";
   bool json_out = false;
   bool dry_run = false;
   bool resume = false;
@@ -78,12 +78,7 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
   KT_USER_CHECK(f.compile_timeout_s > 0, "--compile-timeout must be positive (got ", f.compile_timeout_s, ")");
   KT_USER_CHECK(f.run_timeout_s > 0, "--run-timeout must be positive (got ", f.run_timeout_s, ")");
   const target::Target t = resolve_measure_target(f.target);
-  const auto strategies = search::strategy_names();
-  if (std::find(strategies.begin(), strategies.end(), f.strategy) == strategies.end()) {
-    std::string known;
-    for (const auto& s : strategies) known += (known.empty() ? "" : ", ") + s;
-    throw UserError("unknown strategy '" + f.strategy + "' (available: " + known + ")");
-  }
+  search::check_strategy(f.strategy);
   for (const auto& w : work) check_cpu_dtypes(*w.dag, f.list + ": workloads[" + std::to_string(w.index) + "]");
   const std::string shard_text = std::to_string(shard.index) + "/" + std::to_string(shard.count);
   if (work.empty()) {
@@ -113,6 +108,10 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
     for (const auto& w : contents.warnings) std::cerr << "ktune: warning: " << w << "\n";
     logged = std::move(contents.records);
   }
+  // One cost model learns from every workload of the list (throughputs are normalized per
+  // workload). Two-phase: a workload explores for three quarters of its even share of the
+  // budget, then refines; the task scheduler decides how many trials each really gets.
+  std::shared_ptr<search::CostModel> model = search::make_cost_model("xgboost", f.seed);
   std::vector<search::ListTask> tasks;
   int resumed = 0;
   for (const auto& w : work) {
@@ -121,6 +120,9 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
     task.weight = w.weight;
     task.options.threads = threads;
     task.options.strategy = f.strategy;
+    task.options.model = model;
+    task.options.budget = std::max(1, budget * 3 / (4 * n));
+    task.options.refine_budget = std::max(1, budget / n);
     task.options.isolation = isolation;
     // A workload's candidates depend on the seed and the workload, not on the list or shard.
     task.options.seed = fnv1a64(w.key + "#" + std::to_string(f.seed));

@@ -1,5 +1,6 @@
 // The ktune commands: one subcommand per kernel (its parameters are flags), `kernels` and
 // `targets`. Every user error ends here as one line on stderr and exit code 2.
+#include <cmath>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -34,7 +35,11 @@ struct TuneFlags {
   int threads = 0;
   bool json_out = false;
   uint64_t seed = 0;
-  std::string strategy = "random";
+  std::string strategy = "two-phase";
+  int refine_budget = 100;
+  double time_budget_s = 0;
+  std::vector<std::string> warm_start;
+  std::string cost_model = "xgboost";
   bool print_sketches = false;  // set by `ktune sketches KERNEL ...`
   bool no_isolate = false;
   double compile_timeout_s = 30, run_timeout_s = 10;
@@ -42,15 +47,34 @@ struct TuneFlags {
   std::string inject_faults;  // tests only (hidden)
 };
 
+// Candidates one run may measure at most (--budget, --refine-budget).
+constexpr int kMaxBudget = 1000000;
+
 void add_tune_flags(CLI::App* cmd, TuneFlags& f) {
   cmd->add_option("--target", f.target, "Target: host, or a name from configs/targets (see 'ktune targets')")
       ->capture_default_str();
-  cmd->add_option("--budget", f.budget, "Number of candidates to measure")->capture_default_str();
+  cmd->add_option("--budget", f.budget,
+                  "Candidates to measure (two-phase: in the exploration, before the refinement)")
+      ->capture_default_str();
+  cmd->add_option("--refine-budget", f.refine_budget,
+                  "Two-phase: at most this many refinement candidates (Droplet Search stops earlier when it "
+                  "converges)")
+      ->capture_default_str();
+  cmd->add_option("--time-budget", f.time_budget_s,
+                  "Stop after this many seconds of wall clock, keeping the best so far (default: no limit)");
+  cmd->add_option("--warm-start", f.warm_start,
+                  "Tuning logs whose records of this kernel (any shape) train the cost model first")
+      ->expected(1, -1);
+  cmd->add_option("--cost-model", f.cost_model, "Cost model of the learning strategies: xgboost or random")
+      ->capture_default_str()
+      ->group("");  // ablations
   cmd->add_option("--log", f.log, "Tuning log to append to (default: KERNEL.jsonl)");
   cmd->add_option("--threads", f.threads, "Threads for parallel loops (default: all cores)");
   cmd->add_option("--seed", f.seed, "Random seed")->capture_default_str();
   cmd->add_flag("--json", f.json_out, "Print one JSON document with the summary on stdout");
-  cmd->add_option("--strategy", f.strategy, "Search strategy: random (sketch space, random annotation)")
+  cmd->add_option("--strategy", f.strategy,
+                  "Search strategy: two-phase (evolutionary exploration, then Droplet Search refinement), "
+                  "evolutionary, droplet (refine one random schedule) or random")
       ->capture_default_str();
   cmd->add_flag("--print-sketches", f.print_sketches)->group("");  // hidden; `ktune sketches KERNEL`
   cmd->add_flag("--resume", f.resume,
@@ -89,7 +113,16 @@ int print_sketches(const te::KernelDef& def, const std::map<std::string, int64_t
 
 int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& ints,
                 const std::map<std::string, std::string>& types, const TuneFlags& f) {
-  KT_USER_CHECK(f.budget > 0, "--budget must be positive (got ", f.budget, ")");
+  KT_USER_CHECK(f.budget > 0 && f.budget <= kMaxBudget, "--budget must be between 1 and ", kMaxBudget, " (got ",
+                f.budget, ")");
+  KT_USER_CHECK(f.refine_budget >= 0 && f.refine_budget <= kMaxBudget, "--refine-budget must be between 0 and ",
+                kMaxBudget, " (got ", f.refine_budget, ")");
+  KT_USER_CHECK(f.time_budget_s >= 0 && f.time_budget_s <= 30 * 86400.0,
+                "--time-budget must be a number of seconds between 0 (no limit) and 30 days (got ", f.time_budget_s,
+                ")");
+  search::check_strategy(f.strategy);
+  KT_USER_CHECK(f.cost_model == "xgboost" || f.cost_model == "random", "unknown cost model '", f.cost_model,
+                "' (available: xgboost, random)");
   KT_USER_CHECK(f.threads >= 0, "--threads must be positive (got ", f.threads, ")");
   KT_USER_CHECK(f.compile_timeout_s > 0, "--compile-timeout must be positive (got ", f.compile_timeout_s, ")");
   KT_USER_CHECK(f.run_timeout_s > 0, "--run-timeout must be positive (got ", f.run_timeout_s, ")");
@@ -102,6 +135,9 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
   opt.budget = f.budget;
   opt.seed = f.seed;
   opt.strategy = f.strategy;
+  opt.refine_budget = f.refine_budget;
+  opt.time_budget_s = f.time_budget_s;
+  opt.cost_model = f.cost_model;
   opt.threads = f.threads > 0 ? f.threads : std::max(1, t.cores);
   opt.log_path = f.log.empty() ? def.name + ".jsonl" : f.log;
   opt.resume = f.resume;
@@ -109,20 +145,39 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
   opt.isolation.compile_timeout_s = f.compile_timeout_s;
   opt.isolation.run_timeout_s = f.run_timeout_s;
   opt.isolation.inject_faults = f.inject_faults;
+  search::WarmStart warm;
+  if (!f.warm_start.empty()) {
+    KT_USER_CHECK(f.strategy == "two-phase" || f.strategy == "evolutionary", "--warm-start trains the cost model, ",
+                  "which only the two-phase and evolutionary strategies use (got --strategy=", f.strategy, ")");
+    opt.model = search::make_cost_model(opt.cost_model, opt.seed);
+    warm = search::warm_start_model(*opt.model, f.warm_start, def, t);
+    for (const auto& w : warm.warnings) std::fprintf(stderr, "ktune: warning: %s\n", w.c_str());
+    if (!f.json_out)
+      std::cout << "warm start: the cost model learnt from " << warm.used << " records of " << def.name << " in "
+                << f.warm_start.size() << " log" << (f.warm_start.size() == 1 ? "" : "s")
+                << (warm.skipped ? ", skipped " + std::to_string(warm.skipped) +
+                                       " (bad lines, other targets or definitions, candidates that no longer replay)"
+                                 : std::string())
+                << std::endl;
+  }
 
   const bool tty = isatty(STDERR_FILENO);
   // On a terminal: one line updated in place. Otherwise (CI logs): a line every tenth of
   // the budget, unless --json asked for a quiet stderr.
-  const int every = std::max(1, f.budget / 10);
+  const int every = std::max(1, opt.total_budget() / 10);
   auto progress = [&](const search::TuneProgress& p) {
     if (!tty && (f.json_out || (p.trial % every != 0 && p.trial != p.budget))) return;
-    std::fprintf(stderr, "%s[%d/%d] valid %d, errors %d, best %.4f ms (%.1f GFLOP/s), %.1f s%s", tty ? "\r" : "",
-                 p.trial, p.budget, p.valid, p.errors, p.best_ms, p.best_gflops, p.elapsed_s, tty ? "   " : "\n");
+    std::fprintf(stderr, "%s[%d/%d] %s: valid %d, errors %d, best %.4f ms (%.1f GFLOP/s), %.1f s%s",
+                 tty ? "\r" : "", p.trial, p.budget, p.phase.c_str(), p.valid, p.errors, p.best_ms, p.best_gflops,
+                 p.elapsed_s, tty ? "   " : "\n");
     std::fflush(stderr);
   };
   if (!f.json_out)
     std::cout << "tuning " << def.name << "(" << params_text(*dag) << ") on " << t.name << " (" << t.triple << ", "
-              << opt.threads << " threads), budget " << opt.budget << ", log " << opt.log_path
+              << opt.threads << " threads), " << opt.strategy << ", budget " << opt.budget
+              << (opt.strategy == "two-phase" ? " + refinement " + std::to_string(opt.refine_budget) : std::string())
+              << (opt.time_budget_s > 0 ? ", at most " + std::to_string(int(opt.time_budget_s)) + " s" : std::string())
+              << ", log " << opt.log_path
               << (opt.resume ? " (resumed)" : "") << (opt.isolation.enabled ? "" : ", measured in-process")
               << std::endl;
   // Ctrl-C: finish the candidate in flight, print the summary, leave a resumable log.
@@ -139,9 +194,12 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
                 {"params", params},
                 {"target", t.name},
                 {"threads", opt.threads},
+                {"strategy", opt.strategy},
                 {"trials", r.trials},
+                {"phase_trials", r.phase_trials},
                 {"resumed", r.resumed},
                 {"interrupted", r.interrupted},
+                {"timed_out", r.timed_out},
                 {"isolated", opt.isolation.enabled},
                 {"valid", r.valid},
                 {"errors", r.errors},
@@ -149,10 +207,22 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
                 {"tuning_seconds", r.seconds},
                 {"verified_against", r.reference},
                 {"log", opt.log_path}};
+    if (!f.warm_start.empty()) out["warm_start"] = {{"records", warm.used}, {"skipped", warm.skipped}};
+    if (opt.strategy == "two-phase" || opt.strategy == "droplet") {
+      json moves = json::array();
+      for (const auto& m : r.refinement)
+        moves.push_back({{"trial", m.trial},
+                         {"from_ms", m.from_ms},
+                         {"to_ms", m.to_ms},
+                         {"p_value", std::isnan(m.p_value) ? json(nullptr) : json(m.p_value)},
+                         {"move", m.move}});
+      out["refinement"] = {{"explore_best_ms", r.explore_best_ms}, {"converged", r.refine_converged}, {"accepted", moves}};
+    }
     if (r.best) {
       out["best"] = {{"time_ms", r.best->median_ms},
                      {"gflops", r.best->gflops},
                      {"trial", r.best->trial},
+                     {"phase", r.best->phase},
                      {"verified", true},
                      {"log_line", log::to_json(*r.best)}};
     } else {
@@ -161,11 +231,28 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
     std::cout << out.dump(2) << std::endl;
   } else {
     if (r.interrupted)
-      std::cout << "interrupted after " << r.trials << " of " << opt.budget << " trials; continue with --resume\n";
+      std::cout << "interrupted after " << r.trials << " of " << opt.total_budget()
+                << " trials; continue with --resume\n";
+    if (r.timed_out)
+      std::cout << "time budget of " << opt.time_budget_s << " s reached after " << r.trials
+                << " trials; the best so far is kept\n";
     std::cout << "trials " << r.trials << " (valid " << r.valid << ", errors " << r.errors;
     if (r.resumed) std::cout << "; " << r.resumed << " from the log";
+    for (const auto& [phase, n] : r.phase_trials) std::cout << "; " << phase << " " << n;
     std::cout << ") in " << r.seconds << " s; every candidate verified against the " << r.reference << "\n";
     for (const auto& [k, v] : r.error_counts) std::cout << "  " << k << ": " << v << "\n";
+    if ((opt.strategy == "two-phase" || opt.strategy == "droplet") && r.explore_best_ms > 0) {
+      std::cout << "refinement: " << r.refinement.size() << " accepted move" << (r.refinement.size() == 1 ? "" : "s")
+                << (r.refine_converged ? ", converged" : "") << "; exploration best " << r.explore_best_ms << " ms";
+      if (r.best) std::cout << ", final " << r.best->median_ms << " ms (" << r.explore_best_ms / r.best->median_ms << "x)";
+      std::cout << "\n";
+      for (const auto& m : r.refinement) {
+        std::cout << "  trial " << m.trial << ": " << m.from_ms << " -> " << m.to_ms << " ms, p ";
+        if (std::isnan(m.p_value)) std::cout << "n/a (one timing)";
+        else std::cout << m.p_value;
+        std::cout << ": " << m.move << "\n";
+      }
+    }
     if (r.best) {
       std::cout << "best: " << r.best->median_ms << " ms, " << r.best->gflops << " GFLOP/s (trial " << r.best->trial
                 << ")\n"

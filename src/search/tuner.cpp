@@ -4,8 +4,11 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <set>
 
 #include "ktune/schedule/steps.h"
+#include "ktune/search/droplet.h"
+#include "ktune/search/evolution.h"
 #include "ktune/search/sampler.h"
 #include "ktune/support/debug.h"
 #include "ktune/support/error.h"
@@ -44,22 +47,191 @@ class RandomPolicy : public SearchPolicy {
   RandomSampler sampler_;
 };
 
+// Exploration for `explore_budget` candidates, then Droplet Search from the best valid one
+// for at most `refine_budget` candidates (two-phase). With explore_until_valid, the
+// exploration stops at its first valid candidate instead (the droplet strategy: refine a
+// default schedule).
+class TwoPhasePolicy : public SearchPolicy {
+ public:
+  TwoPhasePolicy(std::shared_ptr<const te::ComputeDAG> dag, target::Target t, std::unique_ptr<SearchPolicy> explore,
+                 int explore_budget, int refine_budget, bool explore_until_valid, uint64_t seed)
+      : dag_(std::move(dag)),
+        target_(std::move(t)),
+        explore_(std::move(explore)),
+        explore_budget_(explore_budget),
+        refine_budget_(refine_budget),
+        explore_until_valid_(explore_until_valid),
+        seed_(seed) {}
+
+  std::vector<schedule::State> propose(int n, const std::unordered_set<std::string>& measured) override {
+    if (explore_until_valid_ && best_) explore_budget_ = std::min(explore_budget_, explored_);
+    if (explored_ < explore_budget_) {
+      const int k = explore_until_valid_ ? 1 : std::min(n, explore_budget_ - explored_);
+      auto batch = explore_->propose(k, measured);
+      if (!batch.empty()) {
+        refining_ = false;
+        return batch;
+      }
+      explore_budget_ = explored_;  // the space is exhausted
+    }
+    if (!refine_) {
+      if (!best_) return {};
+      explore_best_ms_ = best_ms_;
+      refine_ = std::make_unique<DropletPolicy>(dag_, target_, *best_, best_times_, seed_ + 1);
+    }
+    if (refined_ >= refine_budget_) return {};
+    refining_ = true;
+    return refine_->propose(std::min(n, refine_budget_ - refined_), measured);
+  }
+
+  void observe(const std::vector<schedule::State>& states, const std::vector<MeasureResult>& results) override {
+    if (refining_) {
+      refine_->observe(states, results);
+      refined_ += int(states.size());
+    } else {
+      explore_->observe(states, results);
+      explored_ += int(states.size());
+    }
+    for (size_t i = 0; i < states.size(); ++i) track(states[i], results[i]);
+  }
+
+  void restore(const std::vector<schedule::State>& states, const std::vector<MeasureResult>& results,
+               const std::vector<std::string>& phases) override {
+    std::vector<schedule::State> es;
+    std::vector<MeasureResult> er;
+    for (size_t i = 0; i < states.size(); ++i) {
+      if (phases[i] == "refine") {
+        ++refined_;
+      } else {
+        ++explored_;
+        es.push_back(states[i]);
+        er.push_back(results[i]);
+      }
+      track(states[i], results[i]);
+    }
+    if (!es.empty()) explore_->observe(es, er);  // trains the model on the earlier run
+  }
+
+  std::string phase() const override { return refining_ ? "refine" : explore_->phase(); }
+
+  void report(TuneResult& r) const override {
+    r.explore_best_ms = refine_ ? explore_best_ms_ : best_ms_;
+    if (!refine_) return;
+    r.refine_converged = refine_->converged();
+    for (const DropletStep& d : refine_->accepted())
+      r.refinement.push_back({explored_ + d.trial, d.from_ms, d.to_ms, d.p_value, d.move});
+  }
+
+ private:
+  void track(const schedule::State& st, const MeasureResult& m) {
+    if (!m.valid() || (best_ && m.timing.median_ms >= best_ms_)) return;
+    best_ = st;
+    best_ms_ = m.timing.median_ms;
+    best_times_ = m.timing.group_means_ms;
+  }
+
+  std::shared_ptr<const te::ComputeDAG> dag_;
+  target::Target target_;
+  std::unique_ptr<SearchPolicy> explore_;
+  std::unique_ptr<DropletPolicy> refine_;
+  int explore_budget_, refine_budget_;
+  bool explore_until_valid_;
+  uint64_t seed_;
+  int explored_ = 0, refined_ = 0;
+  bool refining_ = false;
+  std::optional<schedule::State> best_;
+  double best_ms_ = 0, explore_best_ms_ = 0;
+  std::vector<double> best_times_;
+};
+
 }  // namespace
 
-std::vector<std::string> strategy_names() { return {"random"}; }
+int TuneOptions::total_budget() const { return strategy == "two-phase" ? budget + refine_budget : budget; }
 
-std::unique_ptr<SearchPolicy> make_policy(const std::string& strategy, std::shared_ptr<const te::ComputeDAG> dag,
-                                          const target::Target& t, uint64_t seed) {
-  if (strategy == "random") return std::make_unique<RandomPolicy>(std::move(dag), t, seed);
+std::vector<std::string> strategy_names() { return {"two-phase", "evolutionary", "droplet", "random"}; }
+
+void check_strategy(const std::string& strategy) {
+  const auto names = strategy_names();
+  if (std::find(names.begin(), names.end(), strategy) != names.end()) return;
   std::string known;
-  for (const auto& s : strategy_names()) known += (known.empty() ? "" : ", ") + s;
+  for (const auto& s : names) known += (known.empty() ? "" : ", ") + s;
   throw UserError("unknown strategy '" + strategy + "' (available: " + known + ")");
+}
+
+std::unique_ptr<SearchPolicy> make_policy(const TuneOptions& opt, std::shared_ptr<const te::ComputeDAG> dag,
+                                          const target::Target& t, std::shared_ptr<CostModel> model) {
+  check_strategy(opt.strategy);
+  if (opt.strategy == "random") return std::make_unique<RandomPolicy>(std::move(dag), t, opt.seed);
+  if (opt.strategy == "droplet")
+    return std::make_unique<TwoPhasePolicy>(dag, t, std::make_unique<RandomPolicy>(dag, t, opt.seed), opt.budget,
+                                            opt.budget, true, opt.seed);
+  if (!model) model = make_cost_model(opt.cost_model, opt.seed);
+  auto evo = std::make_unique<EvolutionaryPolicy>(dag, t, std::move(model), opt.seed);
+  if (opt.strategy == "evolutionary") return evo;
+  return std::make_unique<TwoPhasePolicy>(dag, t, std::move(evo), opt.budget, opt.refine_budget, false, opt.seed);
+}
+
+WarmStart warm_start_model(CostModel& model, const std::vector<std::string>& logs, const te::KernelDef& def,
+                           const target::Target& t) {
+  WarmStart ws;
+  const log::TargetInfo ti = log::TargetInfo::of(t);
+  std::map<std::string, std::shared_ptr<const te::ComputeDAG>> dags;  // by workload key
+  std::map<std::string, std::pair<std::vector<ProgramFeatures>, std::vector<double>>> data;
+  for (const std::string& path : logs) {
+    KT_USER_CHECK(std::filesystem::exists(path), "--warm-start: there is no tuning log '", path, "'");
+    log::LogContents contents = log::read_log(path, /*skip_bad_lines=*/true);
+    ws.skipped += int(contents.warnings.size());
+    for (auto& w : contents.warnings) ws.warnings.push_back(std::move(w));
+    std::set<std::string> others;
+    int mine = 0;
+    for (const log::Record& r : contents.records) {
+      if (r.workload.kernel != def.name) {
+        others.insert(r.workload.kernel);
+        continue;
+      }
+      ++mine;
+      if (r.target.triple != ti.triple || r.target.features != ti.features) {
+        ++ws.skipped;
+        continue;
+      }
+      const std::string key = r.workload.key() + "@" + std::to_string(r.threads);
+      try {
+        auto& dag = dags[r.workload.key()];
+        if (!dag) {
+          std::map<std::string, int64_t> ints(r.workload.params.begin(), r.workload.params.end());
+          std::map<std::string, std::string> types;
+          if (!r.workload.dtype.empty())
+            for (const auto& p : def.params)
+              if (p.is_dtype) types[p.name] = r.workload.dtype;
+          dag = std::make_shared<const te::ComputeDAG>(def.instantiate(ints, types));
+        }
+        if (dag->hash() != r.workload.dag_hash) {  // another definition of the kernel
+          ++ws.skipped;
+          continue;
+        }
+        schedule::State st = schedule::replay(dag, schedule::steps_from_json(r.steps));
+        data[key].first.push_back(extract_features(st, t));
+        data[key].second.push_back(r.valid() ? r.gflops : 0.0);
+        ++ws.used;
+      } catch (const std::exception&) {  // parameters or steps that no longer apply
+        ++ws.skipped;
+      }
+    }
+    if (mine == 0) {
+      std::string names;
+      for (const auto& o : others) names += (names.empty() ? "" : ", ") + o;
+      throw UserError("--warm-start: '" + path + "' holds no record of kernel " + def.name +
+                      (names.empty() ? std::string(" (it is empty)") : " (only of " + names + ")"));
+    }
+  }
+  for (auto& [key, d] : data) model.update(d.first, d.second, key);
+  return ws;
 }
 
 TuningTask::TuningTask(std::shared_ptr<const te::ComputeDAG> dag, target::Target t, const TuneOptions& opt,
                        log::LogWriter* log, std::unique_ptr<MeasureBackend> backend)
     : dag_(std::move(dag)), target_(std::move(t)), opt_(opt), log_(log), backend_(std::move(backend)) {
-  policy_ = make_policy(opt_.strategy, dag_, target_, opt_.seed);
+  policy_ = make_policy(opt_, dag_, target_, opt_.model);
   if (!backend_) backend_ = make_measure_backend(dag_, target_, opt_.threads, opt_.timing, opt_.isolation);
   result_.reference = backend_->reference_kind();
 }
@@ -67,24 +239,49 @@ TuningTask::TuningTask(std::shared_ptr<const te::ComputeDAG> dag, target::Target
 TuningTask::~TuningTask() = default;
 
 void TuningTask::add_history(const std::vector<log::Record>& records) {
+  std::vector<schedule::State> states;
+  std::vector<MeasureResult> results;
+  std::vector<std::string> phases;
   for (const log::Record& r : records) {
     measured_.insert(schedule::canonical_key(schedule::steps_from_json(r.steps)));
     ++result_.trials;
+    ++result_.phase_trials[r.phase];
+    std::optional<schedule::State> st;
+    try {
+      st = schedule::replay(dag_, schedule::steps_from_json(r.steps));
+    } catch (const std::exception&) {  // an invalid candidate: counted, not learnt from
+    }
     if (r.valid()) {
       ++result_.valid;
       if (!result_.best || r.median_ms < result_.best->median_ms) {
         result_.best = r;
-        try {
-          result_.best_steps_text = schedule::replay(dag_, schedule::steps_from_json(r.steps)).steps_text();
-        } catch (const std::exception&) {
-          result_.best_steps_text.clear();
-        }
+        result_.best_steps_text = st ? st->steps_text() : std::string();
       }
     } else {
       ++result_.errors;
       ++result_.error_counts[r.error];
     }
+    if (!st) continue;
+    MeasureResult m;
+    if (r.valid()) {
+      m.timing.group_means_ms = r.times_ms;
+      m.timing.median_ms = r.median_ms;
+      m.gflops = r.gflops;
+    } else {
+      m.error = runtime::parse_error_class(r.error);
+      m.message = r.error_message;
+    }
+    states.push_back(std::move(*st));
+    results.push_back(std::move(m));
+    phases.push_back(r.phase);
   }
+  if (!states.empty()) policy_->restore(states, results, phases);
+}
+
+TuneResult TuningTask::result() const {
+  TuneResult r = result_;
+  policy_->report(r);
+  return r;
 }
 
 void TuningTask::record(const schedule::State& st, const MeasureResult& m) {
@@ -92,6 +289,7 @@ void TuningTask::record(const schedule::State& st, const MeasureResult& m) {
   log::Record rec = log::make_record(*dag_, target_, opt_.threads);
   rec.steps = schedule::steps_to_json(st.steps());
   rec.phase = policy_->phase();
+  ++result_.phase_trials[rec.phase];
   rec.trial = result_.trials;
   rec.timestamp = log::now_iso8601();
   rec.compile_ms = m.compile_ms;
@@ -116,13 +314,18 @@ void TuningTask::record(const schedule::State& st, const MeasureResult& m) {
 
 int TuningTask::step(int n, const std::function<void(const TuneProgress&)>& on_progress) {
   const auto start = std::chrono::steady_clock::now();
+  auto past_deadline = [&] {
+    const bool past = deadline_ && std::chrono::steady_clock::now() >= *deadline_;
+    if (past) result_.timed_out = true;
+    return past;
+  };
   int done = 0;
-  while (done < n && !stop_requested()) {
+  while (done < n && !stop_requested() && !past_deadline()) {
     std::vector<schedule::State> batch = policy_->propose(std::min(n - done, 64), measured_);
     if (batch.empty()) break;
     std::vector<MeasureResult> results;
     for (const schedule::State& st : batch) {
-      if (stop_requested()) break;
+      if (stop_requested() || past_deadline()) break;
       measured_.insert(schedule::canonical_key(st.steps()));
       results.push_back(backend_->measure(st));
       record(st, results.back());
@@ -130,9 +333,10 @@ int TuningTask::step(int n, const std::function<void(const TuneProgress&)>& on_p
       if (on_progress) {
         TuneProgress p;
         p.trial = result_.trials;
-        p.budget = opt_.budget;
+        p.budget = opt_.total_budget();
         p.valid = result_.valid;
         p.errors = result_.errors;
+        p.phase = policy_->phase();
         if (result_.best) {
           p.best_ms = result_.best->median_ms;
           p.best_gflops = result_.best->gflops;
@@ -200,13 +404,16 @@ TuneResult tune(std::shared_ptr<const te::ComputeDAG> dag, const target::Target&
   if (!opt.log_path.empty()) writer = std::make_unique<log::LogWriter>(opt.log_path);
   const auto start = std::chrono::steady_clock::now();
   TuningTask task(dag, target, opt, writer.get());
+  if (opt.time_budget_s > 0)
+    task.set_deadline(start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                  std::chrono::duration<double>(opt.time_budget_s)));
   task.add_history(history);
-  const int left = opt.budget - task.result().trials;
+  const int left = opt.total_budget() - task.result().trials;
   if (left > 0) task.step(left, on_progress);
   TuneResult r = task.result();
   r.resumed = int(history.size());
   r.log_warnings = std::move(warnings);
-  r.interrupted = stop_requested() && r.trials < opt.budget;
+  r.interrupted = stop_requested() && r.trials < opt.total_budget();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
 }

@@ -85,7 +85,9 @@ class TaskScheduler {
 struct ListTask {
   std::shared_ptr<const te::ComputeDAG> dag;
   double weight = 1;
-  TuneOptions options;  // budget, log_path and resume are ignored; the rest is the task's
+  // log_path and resume are ignored; budget and refine_budget are the task's phase budgets
+  // (two-phase), the list's budget caps the whole; the rest is the task's.
+  TuneOptions options;
   // Records of an earlier run of this workload (a resumed list): not measured again, and
   // counted against the list's budget.
   std::vector<log::Record> history;

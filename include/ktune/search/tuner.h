@@ -4,6 +4,7 @@
 // interleaves several tasks by calling step().
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -16,17 +17,33 @@
 #include "ktune/log/record.h"
 #include "ktune/runtime/cpu_runner.h"
 #include "ktune/schedule/state.h"
+#include "ktune/search/cost_model.h"
 #include "ktune/search/measurer.h"
 #include "ktune/target/target.h"
 #include "ktune/te/compute_dag.h"
+#include "ktune/te/kernel.h"
 
 namespace ktune::search {
 
 struct TuneOptions {
-  int budget = 300;      // measured candidates
+  // Measured candidates of the exploration (for two-phase; of the whole run otherwise).
+  int budget = 300;
+  // Two-phase: refinement candidates after the exploration (Droplet Search stops earlier when
+  // it converges).
+  int refine_budget = 100;
+  // Wall-clock limit of the run in seconds (0: none); the tune stops cleanly after the
+  // candidate in flight and keeps the best so far.
+  double time_budget_s = 0;
   uint64_t seed = 0;
   int threads = 1;
-  std::string strategy = "random";
+  // two-phase (default), evolutionary, droplet or random (strategy_names()).
+  std::string strategy = "two-phase";
+  // The cost model of the learning strategies: "xgboost" or "random" (ablations).
+  std::string cost_model = "xgboost";
+  // A model shared with other tasks (a shape list shares one); null: the task makes its own.
+  std::shared_ptr<CostModel> model;
+  // Tuning logs whose records of the same kernel (any shape) train the model first.
+  std::vector<std::string> warm_start;
   std::string log_path;  // empty: no log (tune() opens it; a TuningTask gets a writer)
   runtime::TimingOptions timing;
   // Measure in a worker process (off by default here; the CLI turns it on).
@@ -34,12 +51,24 @@ struct TuneOptions {
   // Continue the run recorded in log_path: its candidates of this workload are not measured
   // again and count against the budget (see resumable_history).
   bool resume = false;
+
+  // Candidates the strategy measures at most: budget, plus refine_budget for two-phase.
+  int total_budget() const;
 };
 
 struct TuneProgress {
   int trial = 0, budget = 0, valid = 0, errors = 0;
   double best_ms = 0, best_gflops = 0;
   double elapsed_s = 0;
+  std::string phase;  // of the last candidate
+};
+
+// One move accepted by the refinement (Droplet Search), for reports.
+struct RefineStep {
+  int trial = 0;  // the trial of the candidate moved to
+  double from_ms = 0, to_ms = 0;
+  double p_value = 1;  // Welch's t-test; NaN when decided on the means alone
+  std::string move;
 };
 
 struct TuneResult {
@@ -52,9 +81,20 @@ struct TuneResult {
   int resumed = 0;                          // trials taken from the log (--resume)
   std::vector<std::string> log_warnings;    // lines of the resumed log that were skipped
   bool interrupted = false;                 // stopped by Ctrl-C (stop_requested) before the budget
+  bool timed_out = false;                   // stopped by the time budget
+  // Two-phase: the trials of each phase, the exploration's best, the accepted moves.
+  std::map<std::string, int> phase_trials;
+  double explore_best_ms = 0;
+  std::vector<RefineStep> refinement;
+  bool refine_converged = false;
+  // --warm-start: records that trained the model, and those skipped (other kernel
+  // parameters that no longer replay, bad lines).
+  int warm_start_records = 0, warm_start_skipped = 0;
 };
 
-// Proposes candidates. Implementations: the random sampler (strategy "random").
+// Proposes candidates. Implementations: random (the sketch sampler), evolutionary (cost
+// model guided), droplet (refinement), and two-phase, which runs the evolutionary search for
+// the budget and then refines its best with Droplet Search.
 class SearchPolicy {
  public:
   virtual ~SearchPolicy() = default;
@@ -63,14 +103,34 @@ class SearchPolicy {
   virtual std::vector<schedule::State> propose(int n, const std::unordered_set<std::string>& measured) = 0;
   // The results of the candidates it proposed, in order (learning policies use them).
   virtual void observe(const std::vector<schedule::State>& states, const std::vector<MeasureResult>& results) {}
-  // The phase recorded in the log for its candidates.
+  // The results of an earlier run (--resume), with the phase each was measured in.
+  virtual void restore(const std::vector<schedule::State>& states, const std::vector<MeasureResult>& results,
+                       const std::vector<std::string>& phases) {}
+  // The phase recorded in the log for the candidates of the last proposal.
   virtual std::string phase() const = 0;
+  // Fills the strategy-specific parts of a result (phases, refinement moves).
+  virtual void report(TuneResult& r) const {}
 };
 
-// The policy for a --strategy name; UserError for an unknown one.
-std::unique_ptr<SearchPolicy> make_policy(const std::string& strategy, std::shared_ptr<const te::ComputeDAG> dag,
-                                          const target::Target& t, uint64_t seed);
+// The policy for opt.strategy; UserError for an unknown one. `model` is the cost model of the
+// learning strategies (made from opt.cost_model when null).
+std::unique_ptr<SearchPolicy> make_policy(const TuneOptions& opt, std::shared_ptr<const te::ComputeDAG> dag,
+                                          const target::Target& t, std::shared_ptr<CostModel> model = nullptr);
 std::vector<std::string> strategy_names();
+// UserError naming the known strategies unless `strategy` is one.
+void check_strategy(const std::string& strategy);
+
+// Trains `model` on the records of `logs` that belong to kernel `def` (any parameters,
+// measured on target `t`); each record's candidate is replayed on its own workload. UserError
+// when a log cannot be read or holds records of no other kernel than another one; bad lines,
+// records of another target or another definition of the kernel, and records that do not
+// replay are skipped and counted.
+struct WarmStart {
+  int used = 0, skipped = 0;
+  std::vector<std::string> warnings;
+};
+WarmStart warm_start_model(CostModel& model, const std::vector<std::string>& logs, const te::KernelDef& def,
+                           const target::Target& t);
 
 class TuningTask {
  public:
@@ -82,10 +142,13 @@ class TuningTask {
   // Records measured before (a resumed run): their candidates are not measured again and the
   // best of them counts.
   void add_history(const std::vector<log::Record>& records);
-  // Measures up to n more candidates; returns how many were measured (0: the policy ran dry).
+  // Measures up to n more candidates; returns how many were measured (0: the policy ran dry
+  // or the deadline passed).
   int step(int n, const std::function<void(const TuneProgress&)>& on_progress = {});
+  // No candidate starts after `deadline` (--time-budget).
+  void set_deadline(std::chrono::steady_clock::time_point deadline) { deadline_ = deadline; }
 
-  const TuneResult& result() const { return result_; }
+  TuneResult result() const;
   const te::ComputeDAG& dag() const { return *dag_; }
 
  private:
@@ -100,6 +163,7 @@ class TuningTask {
   std::unordered_set<std::string> measured_;
   TuneResult result_;
   double seconds_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
 };
 
 // The records of a log that a resumed tune of `dag` on `t` with `threads` threads takes over:
