@@ -1,4 +1,432 @@
-// SKELETON (being written): tests of droplet.h.
+// Droplet Search (droplet.h): Welch's test against reference values, the coordinates and
+// neighbours of sampled schedules, descent on a synthetic objective with a known optimum, and
+// a short real refinement measured by the JIT.
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <map>
+#include <random>
+#include <set>
 
+#include "ktune/schedule/lower.h"
+#include "ktune/schedule/steps.h"
 #include "ktune/search/droplet.h"
+#include "ktune/search/sampler.h"
+#include "ktune/search/sketch.h"
+#include "ktune/te/kernel.h"
+#include "support/dags.h"
+
+using namespace ktune;
+using namespace ktune::testing;
+using search::DropletPolicy;
+
+namespace {
+
+int64_t product(const std::vector<int64_t>& v) {
+  int64_t p = 1;
+  for (int64_t x : v) p *= x;
+  return p;
+}
+
+// The loop extent each split step of `st` splits, in step order.
+std::vector<int64_t> split_extents(const schedule::State& st) {
+  std::vector<int64_t> out;
+  schedule::State s(st.dag_ptr());
+  for (const schedule::Step& step : st.steps()) {
+    if (const auto* sp = std::get_if<schedule::SplitStep>(&step.v))
+      out.push_back(s.stage(sp->stage).leaf_iter(sp->iter).extent);
+    s.apply(step);
+  }
+  return out;
+}
+
+std::vector<schedule::SplitStep> splits(const schedule::State& st) {
+  std::vector<schedule::SplitStep> out;
+  for (const schedule::Step& step : st.steps())
+    if (const auto* sp = std::get_if<schedule::SplitStep>(&step.v)) out.push_back(*sp);
+  return out;
+}
+
+// (stage, loop) names annotated `a`.
+std::set<std::string> annotated(const schedule::State& st, schedule::Annotation a) {
+  std::set<std::string> out;
+  for (const schedule::Stage& s : st.stages())
+    for (int id : s.leaf)
+      if (s.iters[id].annotation == a) out.insert(s.op.name + "." + s.iters[id].name);
+  return out;
+}
+
+int moves_at_radius_1(const std::vector<search::DropletCoordinate>& cs) {
+  int n = 0;
+  for (const auto& c : cs) n += (c.index > 0) + (c.index + 1 < int(c.values.size()));
+  return n;
+}
+
+search::MeasureResult fake_result(std::vector<double> times) {
+  search::MeasureResult r;
+  r.timing.group_means_ms = std::move(times);
+  r.timing.median_ms = r.timing.group_means_ms.front();
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("welch_p_value and the t distribution match reference values", "[droplet]") {
+  // Reference CDF values by numerical integration of the t density (Simpson, 2e5 intervals);
+  // df = 1 and 2 have closed forms (0.75, 1/3), 2.228 and 1.812 are the textbook 97.5% and
+  // 95% points of t(10).
+  struct Ref {
+    double t, df, cdf;
+  };
+  const Ref refs[] = {{2.228, 10, 0.9749941140914502},
+                      {-1.812, 10, 0.050037631032923136},
+                      {1.0, 1, 0.75},
+                      {-0.5, 2, 1.0 / 3},
+                      {-3.0, 4.7, 0.01626963698851619},
+                      {0.3, 30, 0.6168769473578243},
+                      {-2.5, 7.25, 0.019932760379467396},
+                      {0, 3.5, 0.5}};
+  for (const Ref& r : refs) {
+    INFO("t = " << r.t << ", df = " << r.df);
+    CHECK(search::student_t_cdf(r.t, r.df) == Approx(r.cdf).epsilon(1e-9));
+  }
+  // The far tail keeps its relative precision (closed form for df = 3, cancellation removed).
+  CHECK(search::student_t_cdf(-40, 3) == Approx(1.7190340394578525e-05).epsilon(1e-9));
+  CHECK(search::student_t_cdf(-3, 3) == Approx(0.028834442811218552).epsilon(1e-9));
+
+  // Welch's test: the statistic, Welch–Satterthwaite's df and the CDF, computed independently.
+  // The third pair is Wikipedia's first Welch example (t = 2.46, df = 24.99, two-sided 0.021).
+  struct Case {
+    std::vector<double> a, b;
+    double p;
+  };
+  const Case cases[] = {
+      {{1.0, 1.1, 0.9, 1.05, 0.95}, {0.8, 0.85, 0.9, 0.82, 0.88}, 0.004652002975331027},
+      {{0.104, 0.136, 0.104, 0.130, 0.070}, {0.141, 0.144, 0.160, 0.095, 0.105}, 0.8651060373630908},
+      {{27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4},
+       {27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4},
+       0.9893109992685689},
+      {{3.0, 3.1, 2.9}, {3.05, 2.5, 3.6, 2.2, 2.8, 3.3}, 0.3450828527354307},
+  };
+  for (const Case& c : cases) {
+    CHECK(search::welch_p_value(c.a, c.b) == Approx(c.p).epsilon(1e-8));
+    CHECK(search::welch_p_value(c.b, c.a) == Approx(1 - c.p).epsilon(1e-8));  // the other side
+  }
+  CHECK(std::isnan(search::welch_p_value({1.0}, {0.5, 0.6})));
+  CHECK(std::isnan(search::welch_p_value({1.0, 1.1}, {0.5})));
+  CHECK(std::isnan(search::welch_p_value({}, {})));
+  CHECK(search::welch_p_value({1.0, 1.0}, {0.5, 0.5}) == 0.0);
+  CHECK(search::welch_p_value({1.0, 1.0}, {2.0, 2.0}) == 1.0);
+}
+
+TEST_CASE("droplet neighbours of sampled matmul schedules are valid, perfect, unique moves", "[droplet]") {
+  const target::Target t = target::host_target();
+  auto dag = matmul_dag(128, 96, 64);
+  search::RandomSampler sampler(dag, t, 11);
+  bool saw_parallel_move = false, saw_unroll_move = false;
+  for (int sample = 0; sample < 8; ++sample) {
+    const schedule::State centre = sampler.sample();
+    INFO("centre:\n" << centre.steps_text());
+    const auto coords = search::droplet_coordinates(centre, t);
+    // Every split contributes its level pairs; values are ordered and the current one is in.
+    std::set<std::string> names;
+    int split_coords = 0;
+    for (const auto& c : coords) {
+      INFO(c.name);
+      CHECK(names.insert(c.name).second);
+      CHECK(c.values.size() >= 2);
+      CHECK(std::is_sorted(c.values.begin(), c.values.end()));
+      CHECK(std::adjacent_find(c.values.begin(), c.values.end()) == c.values.end());
+      CHECK((c.index >= 0 && c.index < int(c.values.size())));
+      split_coords += c.name.rfind("split ", 0) == 0;
+    }
+    const auto centre_splits = splits(centre);
+    const auto centre_extents = split_extents(centre);
+    int expected_split_coords = 0;  // level pairs of each split whose product has several divisors
+    for (size_t i = 0; i < centre_splits.size(); ++i) {
+      std::vector<int64_t> f = {centre_extents[i] / product(centre_splits[i].lengths)};
+      f.insert(f.end(), centre_splits[i].lengths.begin(), centre_splits[i].lengths.end());
+      for (size_t a = 0; a < f.size(); ++a)
+        for (size_t b = a + 1; b < f.size(); ++b) expected_split_coords += f[a] * f[b] > 1;
+    }
+    CHECK(split_coords == expected_split_coords);
+
+    DropletPolicy policy(dag, t, centre, {1.0, 1.0, 1.0}, 3);
+    const std::vector<schedule::State> ns = policy.propose(10000, {});
+    // Radius 1: one neighbour per coordinate and direction, none invalid.
+    CHECK(int(ns.size()) + policy.rejected() == moves_at_radius_1(coords));
+    CHECK(policy.rejected() == 0);
+    std::set<std::string> keys = {schedule::canonical_key(centre.steps())};
+    for (const schedule::State& n : ns) {
+      INFO("neighbour:\n" << n.steps_text());
+      CHECK(keys.insert(schedule::canonical_key(n.steps())).second);  // unique, not the centre
+      CHECK_NOTHROW(schedule::lower(schedule::replay(dag, n.steps()), "check"));
+      const auto ext = split_extents(n);
+      const auto sps = splits(n);
+      REQUIRE(sps.size() == centre_splits.size());
+      for (size_t i = 0; i < sps.size(); ++i) {
+        CHECK(ext[i] == centre_extents[i]);
+        CHECK(ext[i] % product(sps[i].lengths) == 0);  // still perfect
+      }
+      // The same loops stay vectorized; a parallel root stage keeps its parallel loop first.
+      CHECK(annotated(n, schedule::Annotation::Vectorize) == annotated(centre, schedule::Annotation::Vectorize));
+      for (int s = 0; s < centre.num_stages(); ++s) {
+        const schedule::Stage& cs = centre.stage(s);
+        if (cs.leaf.empty() || cs.leaf_iter(0).annotation != schedule::Annotation::Parallel) continue;
+        CHECK(n.stage(s).leaf_iter(0).annotation == schedule::Annotation::Parallel);
+        saw_parallel_move = saw_parallel_move || n.stage(s).leaf_iter(0).name != cs.leaf_iter(0).name;
+      }
+      for (int s = 0; s < centre.num_stages(); ++s)
+        saw_unroll_move = saw_unroll_move || n.stage(s).auto_unroll_max_step != centre.stage(s).auto_unroll_max_step;
+    }
+  }
+  CHECK(saw_parallel_move);
+  CHECK(saw_unroll_move);
+}
+
+namespace {
+
+// A synthetic objective over plain-tiled matmul 128^3 schedules (sketch 0): per split, the
+// squared distance of log2 of each level from a target, plus the unroll pragma's distance
+// from 64 and the parallel loop's from two fused loops. Separable and convex in each split's
+// levels, so a point that no exchange between two levels improves is the optimum, 1.0.
+double objective(const schedule::State& st) {
+  static const std::vector<std::vector<int>> targets = {{3, 4}, {1, 2, 2, 2}, {2, 1, 2, 2}};  // k, j, i
+  const auto sps = splits(st);
+  const auto ext = split_extents(st);
+  REQUIRE(sps.size() == targets.size());
+  double f = 1;
+  for (size_t i = 0; i < sps.size(); ++i) {
+    std::vector<int64_t> levels = {ext[i] / product(sps[i].lengths)};
+    levels.insert(levels.end(), sps[i].lengths.begin(), sps[i].lengths.end());
+    REQUIRE(levels.size() == targets[i].size());
+    for (size_t l = 0; l < levels.size(); ++l) f += 0.1 * std::pow(std::log2(double(levels[l])) - targets[i][l], 2);
+  }
+  const schedule::Stage& c = st.stage(0);
+  const int64_t unroll = c.auto_unroll_max_step;
+  const int unroll_index = unroll == 0 ? 0 : unroll == 16 ? 1 : unroll == 64 ? 2 : 3;
+  f += 0.05 * std::pow(unroll_index - 2, 2);
+  const std::string outer = c.leaf_iter(0).name;
+  const int fused = c.leaf_iter(0).annotation == schedule::Annotation::Parallel
+                        ? 1 + int(std::count(outer.begin(), outer.end(), '@'))
+                        : 0;
+  f += 0.05 * std::pow(fused - 2, 2);
+  return f;
+}
+
+// A schedule's point: every split's lengths, and the loops (extents, annotations), pragmas
+// and compute locations of its stages, whatever the order of the steps that made them.
+std::string point(const schedule::State& st) {
+  std::string p;
+  for (const auto& sp : splits(st))
+    for (int64_t l : sp.lengths) p += std::to_string(l) + ",";
+  return p + "\n" + st.to_string();
+}
+
+bool fails(const schedule::State& st) { return splits(st)[2].lengths.back() == 8; }
+
+struct DescentRun {
+  schedule::State final_centre;
+  int measured = 0;
+  bool converged = false;
+  std::vector<search::DropletStep> accepted;
+};
+
+// Drives a DropletPolicy as the tuner does, timing each candidate by the objective with
+// `groups` noisy group means; candidates whose innermost i loop has 8 iterations fail (with a
+// fast, bogus timing that must never win). With `tell_measured` false the policy is never told what
+// was measured, so only its own memory keeps it from proposing a point again. A point is
+// identified by its split lengths and loop structure (point()), so two step lists of one
+// point count as one.
+DescentRun descend(const schedule::State& start, int groups, double noise, uint64_t seed, bool tell_measured) {
+  const target::Target t = target::host_target();
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> n01(0, 1);
+  auto timings = [&](const schedule::State& st) {
+    std::vector<double> v;
+    for (int g = 0; g < groups; ++g) v.push_back(objective(st) * (1 + noise * n01(rng)));
+    return v;
+  };
+  DropletPolicy policy(start.dag_ptr(), t, start, timings(start), seed);
+  std::unordered_set<std::string> measured = {schedule::canonical_key(start.steps())};
+  const std::unordered_set<std::string> nothing;
+  std::set<std::string> points = {point(start)};
+  DescentRun run;
+  for (int round = 0; round < 1000; ++round) {
+    const std::vector<schedule::State> batch = policy.propose(16, tell_measured ? measured : nothing);
+    if (batch.empty()) break;
+    std::vector<search::MeasureResult> results;
+    for (const schedule::State& st : batch) {
+      INFO(st.steps_text());
+      measured.insert(schedule::canonical_key(st.steps()));
+      REQUIRE(points.insert(point(st)).second);  // never a point proposed before, or a centre
+      if (fails(st)) {
+        results.push_back(fake_result(std::vector<double>(groups, 1e-3)));
+        results.back().error = runtime::ErrorClass::RuntimeError;
+      } else {
+        results.push_back(fake_result(timings(st)));
+      }
+    }
+    run.measured += int(batch.size());
+    const double before = policy.centre_ms();
+    policy.observe(batch, results);
+    REQUIRE(policy.centre_ms() <= before);
+  }
+  run.final_centre = policy.centre();
+  run.converged = policy.converged();
+  run.accepted = policy.accepted();
+  CHECK(policy.propose(16, nothing).empty());
+  return run;
+}
+
+schedule::State synthetic_start(uint64_t seed) {
+  const target::Target t = target::host_target();
+  auto dag = matmul_dag(128, 128, 128);
+  const auto sketches = search::generate_sketches(dag, t);
+  search::Annotator annotator(dag, t, seed);
+  for (;;) {
+    schedule::State st = annotator.annotate(sketches[0]);
+    std::set<std::string> names;
+    for (const auto& c : search::droplet_coordinates(st, t)) names.insert(c.name);
+    // A start that has all three kinds of coordinates, away from the optimum.
+    const int64_t unroll = st.stage(0).auto_unroll_max_step;
+    if (names.count("parallel C") && names.count("unroll C") && unroll != 0 && unroll != 64 && !fails(st)) return st;
+  }
+}
+
+// The same point with its pragma step first instead of last.
+schedule::State pragma_first(const schedule::State& st) {
+  std::vector<schedule::Step> steps = st.steps();
+  const auto it = std::find_if(steps.begin(), steps.end(), [](const schedule::Step& s) {
+    return std::holds_alternative<schedule::PragmaStep>(s.v);
+  });
+  REQUIRE(it != steps.end());
+  schedule::PragmaStep pragma = std::get<schedule::PragmaStep>(it->v);
+  pragma.iter = 0;
+  steps.erase(it);
+  steps.insert(steps.begin(), pragma);
+  return schedule::replay(st.dag_ptr(), steps);
+}
+
+}  // namespace
+
+TEST_CASE("droplet descends to the optimum of a synthetic objective and stops", "[droplet]") {
+  for (uint64_t seed : {1, 2, 3}) {
+    const schedule::State start = synthetic_start(seed);
+    INFO("seed " << seed << ", start:\n" << start.steps_text());
+    REQUIRE(objective(start) > 1.2);
+    // Five noisy group means (Welch's test decides; the policy is told what was measured); one
+    // exact timing (the means decide; the policy is told nothing); the same with the start's
+    // pragma first, where an unroll move that puts it back (last) returns to a visited point.
+    for (int variant : {0, 1, 2}) {
+      const int groups = variant == 0 ? 5 : 1;
+      INFO("variant " << variant);
+      const DescentRun run =
+          descend(variant == 2 ? pragma_first(start) : start, groups, variant == 0 ? 0.002 : 0.0, seed, variant == 0);
+      INFO(run.final_centre.steps_text());
+      CHECK(run.converged);
+      CHECK(objective(run.final_centre) == Approx(1.0));
+      CHECK(!run.accepted.empty());
+      for (const search::DropletStep& s : run.accepted) {
+        CHECK(s.to_ms < s.from_ms);
+        CHECK(s.to_ms > 0.9);  // no failed candidate's bogus timing won
+        CHECK(!s.move.empty());
+        if (groups > 1) CHECK(s.p_value < 0.05);
+        if (groups == 1) CHECK(std::isnan(s.p_value));
+      }
+      CHECK(run.measured < 1500);
+    }
+  }
+}
+
+TEST_CASE("droplet refines a sampled matmul measured by the JIT without getting slower", "[droplet][jit]") {
+  const target::Target t = target::host_target();
+  auto dag = matmul_dag(64, 64, 64);
+  runtime::TimingOptions quick;
+  quick.repeat = 5;
+  quick.min_repeat_ms = 1;
+  search::Measurer measurer(dag, t, 1, quick);
+  search::RandomSampler sampler(dag, t, 5);
+  const schedule::State start = sampler.sample();
+  const search::MeasureResult r0 = measurer.measure(start);
+  REQUIRE(r0.valid());
+  DropletPolicy policy(dag, t, start, r0.timing.group_means_ms, 5);
+  std::unordered_set<std::string> measured = {schedule::canonical_key(start.steps())};
+  int n = 0, valid = 0;
+  double centre = policy.centre_ms();
+  while (n < 40) {
+    const auto batch = policy.propose(std::min(8, 40 - n), measured);
+    if (batch.empty()) break;
+    std::vector<search::MeasureResult> results;
+    for (const schedule::State& st : batch) {
+      REQUIRE(measured.insert(schedule::canonical_key(st.steps())).second);
+      results.push_back(measurer.measure(st));
+      INFO(st.steps_text() << results.back().message);
+      CHECK(results.back().valid());
+      valid += results.back().valid();
+    }
+    n += int(batch.size());
+    policy.observe(batch, results);
+    CHECK(policy.centre_ms() <= centre);
+    centre = policy.centre_ms();
+  }
+  CHECK(n >= 20);
+  CHECK(valid == n);
+  for (const search::DropletStep& s : policy.accepted()) {
+    CHECK(s.to_ms < s.from_ms);
+    CHECK(s.p_value < 0.05);
+  }
+  WARN("droplet on matmul 64^3: " << n << " measured, " << policy.accepted().size() << " accepted, "
+                                  << r0.timing.median_ms << " ms -> centre mean " << policy.centre_ms() << " ms");
+}
+
+TEST_CASE("droplet neighbours of every shipped kernel's samples lower", "[droplet]") {
+  const target::Target t = target::host_target();
+  te::KernelRegistry reg;
+  reg.add_directory(te::shipped_kernel_dir());
+  int proposed = 0, rejected = 0;
+  for (const auto& def : reg.kernels()) {
+    auto dag = std::make_shared<const te::ComputeDAG>(def.instantiate({}));
+    search::RandomSampler sampler(dag, t, 1);
+    for (int sample = 0; sample < 4; ++sample) {
+      const schedule::State centre = sampler.sample();
+      INFO(def.name << ", centre:\n" << centre.steps_text());
+      DropletPolicy policy(dag, t, centre, {1.0, 1.0}, 1);
+      const auto coords = search::droplet_coordinates(centre, t);
+      const auto ns = policy.propose(10000, {});
+      CHECK(int(ns.size()) + policy.rejected() == moves_at_radius_1(coords));
+      for (const schedule::State& n : ns) {
+        INFO("neighbour:\n" << n.steps_text());
+        CHECK_NOTHROW(schedule::lower(schedule::replay(dag, n.steps()), "check"));
+      }
+      proposed += int(ns.size());
+      rejected += policy.rejected();
+    }
+  }
+  WARN("shipped kernels: " << proposed << " neighbours at radius 1, " << rejected << " invalid");
+}
+
+TEST_CASE("droplet measures a start given without timings first; a failed start is replaced", "[droplet]") {
+  const target::Target t = target::host_target();
+  const schedule::State start = synthetic_start(1);
+  DropletPolicy policy(start.dag_ptr(), t, start, {}, 1);
+  CHECK(std::isinf(policy.centre_ms()));
+  auto batch = policy.propose(8, {});
+  REQUIRE(batch.size() == 1);
+  CHECK(schedule::canonical_key(batch[0].steps()) == schedule::canonical_key(start.steps()));
+  CHECK(policy.propose(8, {}).empty());  // nothing more until the start is measured
+  search::MeasureResult failed = fake_result({1e-3, 1e-3});
+  failed.error = runtime::ErrorClass::WrongAnswer;
+  policy.observe(batch, {failed});
+  CHECK(std::isinf(policy.centre_ms()));
+  // Any valid neighbour now wins on its mean alone (the centre has no timings); failed ones don't.
+  batch = policy.propose(4, {});
+  REQUIRE(batch.size() == 4);
+  std::vector<search::MeasureResult> results = {failed, fake_result({3.0, 3.1, 2.9}), fake_result({2.0}), failed};
+  policy.observe(batch, results);
+  REQUIRE(policy.accepted().size() == 1);
+  CHECK(policy.centre_ms() == Approx(2.0));
+  CHECK(schedule::canonical_key(policy.centre().steps()) == schedule::canonical_key(batch[2].steps()));
+  CHECK(std::isnan(policy.accepted()[0].p_value));
+  CHECK(policy.radius() == 1);
+}
