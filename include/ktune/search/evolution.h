@@ -8,11 +8,13 @@
 // random from the sketches. Every measured batch retrains the model (observe()).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
 
 #include "ktune/search/cost_model.h"
+#include "ktune/search/features.h"
 #include "ktune/search/sampler.h"
 #include "ktune/search/tuner.h"
 
@@ -25,6 +27,14 @@ struct EvolutionOptions {
   double mutation_prob = 0.85;
   double w_tile = 0.90, w_unroll = 0.04, w_compute_location = 0.05, w_parallel = 0.01;
   double eps_greedy = 0.05;
+  // The best measured states (by GFLOP/s) join each initial population, at most this
+  // fraction of `population` (Ansor's sample_init_use_measured_ratio).
+  double use_measured_ratio = 0.2;
+  // Threads extracting features (each lowers its states); propose() is otherwise serial.
+  int threads = 2;
+  // The features of a state: extract_features unless set (tests give their own). Called from
+  // `threads` threads at once; throws InvalidCandidate for a state that does not lower.
+  std::function<ProgramFeatures(const schedule::State&, const target::Target&)> features;
 };
 
 class EvolutionaryPolicy : public SearchPolicy {
