@@ -31,7 +31,7 @@
 # minutes; the full set at "1 2" with budget 32 about 55 minutes, almost all of it ktune
 # tuning (the big matmuls' tunes take 3-8 minutes each: slow candidates run until their
 # 10 s timeout); the baselines alone (--no-tune) about 1.5 minutes. Environment: KTUNE (ktune binary, default build/ktune),
-# KTUNE_BUDGET, CXX (default g++).
+# KTUNE_BUDGET, KTUNE_FLAGS (more ktune flags for the tunes, e.g. --strategy=random), CXX (default g++).
 set -euo pipefail
 
 # All in a function: bash reads it whole before running, so editing this file during a
@@ -245,7 +245,7 @@ for t in $threads; do
       echo "== $id, $t thread(s)" >> "$out/ktune-stderr.txt"
       wait_for_idle "$id" "$t"
       # shellcheck disable=SC2086
-      summary=$("$ktune" "$kernel" $flags --budget="$budget" --threads="$t" --json \
+      summary=$("$ktune" "$kernel" $flags ${KTUNE_FLAGS:-} --budget="$budget" --threads="$t" --json \
                  --log="$out/ktune-$id-t$t.jsonl" 2>> "$out/ktune-stderr.txt") || true
       g=$(printf '%s' "$summary" | gflops_of)
       secs=$(printf '%s' "$summary" | python3 -c 'import json,sys

@@ -98,6 +98,8 @@ expect 2 "--time-budget must be a number of seconds" -- "$KTUNE" matmul --time-b
 expect 2 "--budget must be between 1 and" -- "$KTUNE" matmul --budget=2000000 --log=keep.jsonl
 expect 2 "--warm-start: there is no tuning log 'nothere.jsonl'" -- "$KTUNE" matmul --M=8 --N=8 --K=8 --budget=2 --warm-start nothere.jsonl --log=keep.jsonl
 expect 2 "holds no record of kernel softmax (only of matmul)" -- "$KTUNE" softmax --budget=2 --warm-start r.jsonl --log=keep.jsonl
+printf 'garbage\n{"trial": \n' > corrupt.jsonl
+expect 2 "not a tuning log: 2 unreadable lines" -- "$KTUNE" matmul --M=8 --N=8 --K=8 --budget=2 --warm-start corrupt.jsonl --log=keep.jsonl
 expect 2 "only the two-phase and evolutionary strategies" -- "$KTUNE" matmul --M=8 --N=8 --K=8 --strategy=random --warm-start r.jsonl --log=keep.jsonl
 "$KTUNE" matmul --M=16 --N=32 --K=16 --budget=10 --refine-budget=5 --warm-start r.jsonl --log=tp.jsonl > tp.txt 2>&1
 phases=$(grep -o '"phase":"[a-z]*"' tp.jsonl | uniq | tr -d '\n')

@@ -40,6 +40,7 @@ struct TuneFlags {
   double time_budget_s = 0;
   std::vector<std::string> warm_start;
   std::string cost_model = "xgboost";
+  int remeasure = 3;
   bool print_sketches = false;  // set by `ktune sketches KERNEL ...`
   bool no_isolate = false;
   double compile_timeout_s = 30, run_timeout_s = 10;
@@ -65,6 +66,10 @@ void add_tune_flags(CLI::App* cmd, TuneFlags& f) {
   cmd->add_option("--warm-start", f.warm_start,
                   "Tuning logs whose records of this kernel (any shape) train the cost model first")
       ->expected(1, -1);
+  cmd->add_option("--remeasure", f.remeasure,
+                  "At the end, re-measure the best K candidates twice each, interleaved, and report the best "
+                  "sustained time as well (0: off)")
+      ->capture_default_str();
   cmd->add_option("--cost-model", f.cost_model, "Cost model of the learning strategies: xgboost or random")
       ->capture_default_str()
       ->group("");  // ablations
@@ -121,6 +126,8 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
                 "--time-budget must be a number of seconds between 0 (no limit) and 30 days (got ", f.time_budget_s,
                 ")");
   search::check_strategy(f.strategy);
+  KT_USER_CHECK(f.remeasure >= 0 && f.remeasure <= 100, "--remeasure must be between 0 and 100 (got ", f.remeasure,
+                ")");
   KT_USER_CHECK(f.cost_model == "xgboost" || f.cost_model == "random", "unknown cost model '", f.cost_model,
                 "' (available: xgboost, random)");
   KT_USER_CHECK(f.threads >= 0, "--threads must be positive (got ", f.threads, ")");
@@ -138,6 +145,7 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
   opt.refine_budget = f.refine_budget;
   opt.time_budget_s = f.time_budget_s;
   opt.cost_model = f.cost_model;
+  opt.remeasure_top = f.remeasure;
   opt.threads = f.threads > 0 ? f.threads : std::max(1, t.cores);
   opt.log_path = f.log.empty() ? def.name + ".jsonl" : f.log;
   opt.resume = f.resume;
@@ -207,6 +215,13 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
                 {"tuning_seconds", r.seconds},
                 {"verified_against", r.reference},
                 {"log", opt.log_path}};
+    if (r.sustained)
+      out["sustained"] = {{"time_ms", r.sustained->median_ms},
+                          {"gflops", r.sustained->gflops},
+                          {"trial", r.sustained->trial},
+                          {"logged_ms", r.sustained->logged_ms},
+                          {"candidates", r.sustained->candidates},
+                          {"rounds", r.sustained->rounds}};
     if (!f.warm_start.empty()) out["warm_start"] = {{"records", warm.used}, {"skipped", warm.skipped}};
     if (opt.strategy == "two-phase" || opt.strategy == "droplet") {
       json moves = json::array();
@@ -255,8 +270,12 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
     }
     if (r.best) {
       std::cout << "best: " << r.best->median_ms << " ms, " << r.best->gflops << " GFLOP/s (trial " << r.best->trial
-                << ")\n"
-                << r.best_steps_text;
+                << ")\n";
+      if (r.sustained)
+        std::cout << "sustained: " << r.sustained->median_ms << " ms, " << r.sustained->gflops << " GFLOP/s (trial "
+                  << r.sustained->trial << ", logged at " << r.sustained->logged_ms << " ms; the best "
+                  << r.sustained->candidates << " re-measured " << r.sustained->rounds << " times each)\n";
+      std::cout << r.best_steps_text;
     } else {
       std::cout << "no valid candidate found\n";
     }

@@ -14,11 +14,12 @@ std::vector<Subcommand> register_subcommands(CLI::App& app, const te::KernelRegi
   register_tune_list_command(app, reg, out);
   register_log_commands(app, out);
   register_replay_command(app, reg, out);
+  register_model_command(app, reg, out);
   return out;
 }
 
 bool is_subcommand_name(const std::string& word) {
-  for (const char* n : {"tune", "merge", "best", "report", "replay"})
+  for (const char* n : {"tune", "merge", "best", "report", "replay", "model-eval"})
     if (word == n) return true;
   return false;
 }

@@ -25,6 +25,8 @@ void register_tune_list_command(CLI::App& app, const te::KernelRegistry& reg, st
 void register_log_commands(CLI::App& app, std::vector<Subcommand>& out);
 // `ktune replay` (cmd_replay.cpp).
 void register_replay_command(CLI::App& app, const te::KernelRegistry& reg, std::vector<Subcommand>& out);
+// `ktune model-eval` (cmd_model.cpp).
+void register_model_command(CLI::App& app, const te::KernelRegistry& reg, std::vector<Subcommand>& out);
 
 // Registers all of the above; returns them. The names are those the first-word check of
 // run_cli must accept.

@@ -181,7 +181,7 @@ WarmStart warm_start_model(CostModel& model, const std::vector<std::string>& log
     KT_USER_CHECK(std::filesystem::exists(path), "--warm-start: there is no tuning log '", path, "'");
     log::LogContents contents = log::read_log(path, /*skip_bad_lines=*/true);
     ws.skipped += int(contents.warnings.size());
-    for (auto& w : contents.warnings) ws.warnings.push_back(std::move(w));
+    for (const auto& w : contents.warnings) ws.warnings.push_back(w);
     std::set<std::string> others;
     int mine = 0;
     for (const log::Record& r : contents.records) {
@@ -220,8 +220,12 @@ WarmStart warm_start_model(CostModel& model, const std::vector<std::string>& log
     if (mine == 0) {
       std::string names;
       for (const auto& o : others) names += (names.empty() ? "" : ", ") + o;
+      const size_t bad = contents.warnings.size();
       throw UserError("--warm-start: '" + path + "' holds no record of kernel " + def.name +
-                      (names.empty() ? std::string(" (it is empty)") : " (only of " + names + ")"));
+                      (!names.empty() ? " (only of " + names + ")"
+                       : bad         ? " (not a tuning log: " + std::to_string(bad) + " unreadable line" +
+                                   (bad == 1 ? "" : "s") + ")"
+                                     : std::string(" (it is empty)")));
     }
   }
   for (auto& [key, d] : data) model.update(d.first, d.second, key);
@@ -264,6 +268,7 @@ void TuningTask::add_history(const std::vector<log::Record>& records) {
     if (!st) continue;
     MeasureResult m;
     if (r.valid()) {
+      add_top(*st, r.median_ms, r.trial);
       m.timing.group_means_ms = r.times_ms;
       m.timing.median_ms = r.median_ms;
       m.gflops = r.gflops;
@@ -276,6 +281,41 @@ void TuningTask::add_history(const std::vector<log::Record>& records) {
     phases.push_back(r.phase);
   }
   if (!states.empty()) policy_->restore(states, results, phases);
+}
+
+namespace {
+constexpr size_t kTopKept = 8;
+}
+
+void TuningTask::add_top(const schedule::State& st, double median_ms, int trial) {
+  if (top_.size() >= kTopKept && median_ms >= top_.back().median_ms) return;
+  const std::string key = schedule::canonical_key(st.steps());
+  for (const Top& t : top_)
+    if (t.key == key) return;
+  auto at = std::find_if(top_.begin(), top_.end(), [&](const Top& t) { return median_ms < t.median_ms; });
+  top_.insert(at, Top{median_ms, trial, key, st});
+  if (top_.size() > kTopKept) top_.pop_back();
+}
+
+void TuningTask::remeasure(int top, int rounds) {
+  const int k = std::min<int>(top, int(top_.size()));
+  if (k <= 0 || rounds <= 0) return;
+  std::vector<std::vector<double>> ms(k);
+  for (int r = 0; r < rounds && !stop_requested(); ++r)
+    for (int i = 0; i < k && !stop_requested(); ++i) {
+      const MeasureResult m = backend_->measure(top_[i].state);
+      if (m.valid()) ms[i].push_back(m.timing.median_ms);
+    }
+  std::optional<TuneResult::Sustained> best;
+  for (int i = 0; i < k; ++i) {
+    if (ms[i].empty()) continue;
+    std::sort(ms[i].begin(), ms[i].end());
+    const size_t n = ms[i].size();
+    const double med = n % 2 ? ms[i][n / 2] : 0.5 * (ms[i][n / 2 - 1] + ms[i][n / 2]);
+    if (best && med >= best->median_ms) continue;
+    best = TuneResult::Sustained{top_[i].trial, top_[i].median_ms, med, dag_->flop_count() / (med * 1e6), k, rounds};
+  }
+  result_.sustained = best;
 }
 
 TuneResult TuningTask::result() const {
@@ -295,6 +335,7 @@ void TuningTask::record(const schedule::State& st, const MeasureResult& m) {
   rec.compile_ms = m.compile_ms;
   if (m.valid()) {
     ++result_.valid;
+    add_top(st, m.timing.median_ms, rec.trial);
     rec.times_ms = m.timing.group_means_ms;
     rec.median_ms = m.timing.median_ms;
     rec.gflops = m.gflops;
@@ -410,6 +451,8 @@ TuneResult tune(std::shared_ptr<const te::ComputeDAG> dag, const target::Target&
   task.add_history(history);
   const int left = opt.total_budget() - task.result().trials;
   if (left > 0) task.step(left, on_progress);
+  if (opt.remeasure_top > 0 && !stop_requested() && !task.result().timed_out)
+    task.remeasure(opt.remeasure_top, opt.remeasure_rounds);
   TuneResult r = task.result();
   r.resumed = int(history.size());
   r.log_warnings = std::move(warnings);

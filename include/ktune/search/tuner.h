@@ -51,6 +51,12 @@ struct TuneOptions {
   // Continue the run recorded in log_path: its candidates of this workload are not measured
   // again and count against the budget (see resumable_history).
   bool resume = false;
+  // At the end, re-measure the `remeasure_top` best candidates `remeasure_rounds` times each,
+  // interleaved, and report the best sustained time (DESIGN §8: the best of hundreds of noisy
+  // measurements is optimistic). 0: no re-measurement. Not logged; the log keeps the search's
+  // measurements.
+  int remeasure_top = 0;
+  int remeasure_rounds = 2;
 
   // Candidates the strategy measures at most: budget, plus refine_budget for two-phase.
   int total_budget() const;
@@ -90,6 +96,14 @@ struct TuneResult {
   // --warm-start: records that trained the model, and those skipped (other kernel
   // parameters that no longer replay, bad lines).
   int warm_start_records = 0, warm_start_skipped = 0;
+  // The re-measurement of the best candidates (TuneOptions::remeasure_top): the candidate
+  // with the best sustained time (median of its re-measurements), its trial and times.
+  struct Sustained {
+    int trial = 0;
+    double logged_ms = 0, median_ms = 0, gflops = 0;
+    int candidates = 0, rounds = 0;
+  };
+  std::optional<Sustained> sustained;
 };
 
 // Proposes candidates. Implementations: random (the sketch sampler), evolutionary (cost
@@ -145,6 +159,8 @@ class TuningTask {
   // Measures up to n more candidates; returns how many were measured (0: the policy ran dry
   // or the deadline passed).
   int step(int n, const std::function<void(const TuneProgress&)>& on_progress = {});
+  // Re-measures the best `top` candidates `rounds` times, interleaved (result().sustained).
+  void remeasure(int top, int rounds);
   // No candidate starts after `deadline` (--time-budget).
   void set_deadline(std::chrono::steady_clock::time_point deadline) { deadline_ = deadline; }
 
@@ -164,6 +180,14 @@ class TuningTask {
   TuneResult result_;
   double seconds_ = 0;
   std::optional<std::chrono::steady_clock::time_point> deadline_;
+  struct Top {
+    double median_ms;
+    int trial;
+    std::string key;
+    schedule::State state;
+  };
+  void add_top(const schedule::State& st, double median_ms, int trial);
+  std::vector<Top> top_;  // the best valid candidates, fastest first (at most kTopKept)
 };
 
 // The records of a log that a resumed tune of `dag` on `t` with `threads` threads takes over:

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The search benchmark (issue 4), in one go, at 2 threads:
+#  (a) two-phase, budget 300, on the ResNet-18 conv2d layers, the matmul shapes and the
+#      MobileNet-v2 depthwise layers of the CPU benchmark, against oneDNN / OpenBLAS in the
+#      same run (scripts/bench_cpu.sh does the side-by-side part);
+#  (b) for matmul 512^3 and two ResNet-18 layers: evolutionary with a large budget (10,000)
+#      against two-phase 300: best GFLOP/s and tuning wall time of each, the curves of best
+#      GFLOP/s against trials and against seconds (curves.csv, curves.svg), and ktune's peak
+#      memory (ktune + its worker, sampled every 2 s: memory.csv);
+#  (c) the cost model's pairwise ranking accuracy on held-out records: trained on the first
+#      300 records of each evolutionary log of (b), tested on the rest (`ktune model-eval`).
+#
+# Usage: scripts/bench_search.sh [--parts a,b,c] [--budget N] [--evo-budget N] [--threads T]
+#                                [--only-b ID,ID] [--out DIR]
+#   --parts        which parts to run (default a,b,c; c needs the logs of b)
+#   --budget       two-phase exploration budget (default 300; refinement on top, at most 100)
+#   --evo-budget   evolutionary budget of part b (default 10000)
+#   --only-b       part b workloads: mm512, conv128, conv256 (default all three)
+#   --out DIR      results folder (default build/bench/search-DATE)
+# Environment: KTUNE (default build/ktune). Needs python3 for the curves.
+#
+# Duration on the 2-core development machine: part a about as long as bench_cpu.sh with
+# budget 300 (20 tunes of 1-2 minutes); part b is dominated by the evolutionary runs
+# (10,000 candidates each, roughly 0.1-0.3 s per candidate: 20-50 minutes per workload).
+set -euo pipefail
+
+main() {
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ktune="${KTUNE:-$root/build/ktune}"
+parts="a,b,c"
+budget=300
+evo_budget=10000
+threads=2
+only_b="mm512,conv128,conv256"
+out="$root/build/bench/search-$(date +%Y%m%d-%H%M%S)"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --parts) parts="$2"; shift 2 ;;
+    --budget) budget="$2"; shift 2 ;;
+    --evo-budget) evo_budget="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --only-b) only_b="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) echo "bench_search.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ -x "$ktune" ] || { echo "bench_search.sh: no ktune at $ktune (run scripts/setup.sh)" >&2; exit 2; }
+mkdir -p "$out"
+echo "bench_search.sh: parts $parts, two-phase budget $budget, evolutionary budget $evo_budget, $threads threads, results in $out" >&2
+
+has() { [[ ",$parts," == *",$1,"* ]]; }
+
+if has a; then
+  echo "== (a) two-phase budget $budget against the vendor libraries" >&2
+  KTUNE="$ktune" KTUNE_FLAGS="--strategy=two-phase" "$root/scripts/bench_cpu.sh" --threads "$threads" \
+    --budget "$budget" --out "$out/a" | tee "$out/a.txt"
+fi
+
+declare -A wl=(
+  [mm512]="matmul --M=512 --N=512 --K=512"
+  [conv128]="conv2d --N=1 --C=128 --H=28 --W=28 --K=128 --R=3 --S=3 --stride=1 --pad=1"
+  [conv256]="conv2d --N=1 --C=256 --H=14 --W=14 --K=256 --R=3 --S=3 --stride=1 --pad=1"
+)
+
+# Runs one tune, sampling the resident memory of ktune and its worker every 2 s.
+run_tune() {  # id strategy budget extra...
+  local id=$1 strategy=$2 b=$3
+  shift 3
+  local log="$out/b/$id.$strategy.jsonl"
+  rm -f "$log"
+  local start end pid
+  start=$(date +%s.%N)
+  # shellcheck disable=SC2086
+  "$ktune" ${wl[$id]} --strategy="$strategy" --budget="$b" --threads="$threads" --seed=1 --log="$log" --json "$@" \
+    > "$out/b/$id.$strategy.json" 2> "$out/b/$id.$strategy.err" &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    local rss=0 p
+    for p in $pid $(pgrep -P "$pid" || true); do
+      rss=$((rss + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+    done
+    echo "$id,$strategy,$(date +%s.%N),$rss" >> "$out/b/memory.csv"
+    sleep 2
+  done
+  wait "$pid" || echo "bench_search.sh: $id $strategy exited with $?" >&2
+  end=$(date +%s.%N)
+  echo "$id,$strategy,$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}')" >> "$out/b/wall.csv"
+}
+
+if has b; then
+  echo "== (b) evolutionary $evo_budget against two-phase $budget" >&2
+  mkdir -p "$out/b"
+  echo "workload,strategy,time_s,rss_kib" > "$out/b/memory.csv"
+  echo "workload,strategy,wall_s" > "$out/b/wall.csv"
+  IFS=',' read -r -a ids <<< "$only_b"
+  for id in "${ids[@]}"; do
+    [ -n "${wl[$id]:-}" ] || { echo "bench_search.sh: unknown part-b workload '$id'" >&2; exit 2; }
+    echo "-- $id: two-phase" >&2
+    run_tune "$id" two-phase "$budget"
+    echo "-- $id: evolutionary $evo_budget" >&2
+    run_tune "$id" evolutionary "$evo_budget"
+  done
+  python3 "$root/scripts/search_curves.py" "$out/b" | tee "$out/b.txt"
+fi
+
+if has c; then
+  echo "== (c) cost model ranking accuracy on held-out records" >&2
+  logs=("$out"/b/*.evolutionary.jsonl)
+  [ -e "${logs[0]}" ] || { echo "bench_search.sh: part c needs the evolutionary logs of part b" >&2; exit 2; }
+  "$ktune" model-eval "${logs[@]}" --train=300 | tee "$out/c.txt"
+fi
+echo "bench_search.sh: done; results in $out" >&2
+}
+
+main "$@"

@@ -1,0 +1,132 @@
+// `ktune model-eval LOG... [--train=N] [--json]`: how well the cost model ranks candidates it
+// has not seen. For each workload (and thread count) in the logs, the model is trained on the
+// first N records in trial order and predicts the rest; the result is the pairwise ranking
+// accuracy over the held-out valid records (the fraction of pairs whose order of measured
+// throughput the model predicts; 0.5 is chance).
+#include <algorithm>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "ktune/log/record.h"
+#include "ktune/schedule/steps.h"
+#include "ktune/search/cost_model.h"
+#include "ktune/search/features.h"
+#include "ktune/support/error.h"
+#include "subcommands.h"
+
+namespace ktune::cli {
+
+namespace {
+
+using nlohmann::json;
+
+struct ModelEvalFlags {
+  std::vector<std::string> logs;
+  int train = 300;
+  uint64_t seed = 0;
+  bool json_out = false;
+};
+
+struct Sample {
+  search::ProgramFeatures features;
+  double gflops = 0;
+  int trial = 0;
+};
+
+int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
+  KT_USER_CHECK(f.train >= 1, "--train must be positive (got ", f.train, ")");
+  // Records per workload and thread count, in the order of the logs.
+  std::map<std::string, std::vector<log::Record>> groups;
+  std::vector<std::string> order;
+  for (const std::string& path : f.logs) {
+    log::LogContents c = log::read_log(path, /*skip_bad_lines=*/true);
+    for (const auto& w : c.warnings) std::cerr << "ktune: warning: " << w << "\n";
+    for (log::Record& r : c.records) {
+      const std::string key = r.workload.key() + " @" + std::to_string(r.threads) + "t";
+      if (!groups.count(key)) order.push_back(key);
+      groups[key].push_back(std::move(r));
+    }
+  }
+  KT_USER_CHECK(!order.empty(), "model-eval: the logs hold no record");
+
+  json rows = json::array();
+  std::vector<std::vector<std::string>> table;
+  for (const std::string& key : order) {
+    auto& recs = groups[key];
+    std::stable_sort(recs.begin(), recs.end(), [](const log::Record& a, const log::Record& b) { return a.trial < b.trial; });
+    const te::KernelDef* def = reg.find(recs[0].workload.kernel);
+    KT_USER_CHECK(def, "model-eval: unknown kernel '", recs[0].workload.kernel, "' in the logs (see ktune kernels)");
+    std::map<std::string, int64_t> ints(recs[0].workload.params.begin(), recs[0].workload.params.end());
+    std::map<std::string, std::string> types;
+    for (const auto& p : def->params)
+      if (p.is_dtype && !recs[0].workload.dtype.empty()) types[p.name] = recs[0].workload.dtype;
+    auto dag = std::make_shared<const te::ComputeDAG>(def->instantiate(ints, types));
+    const target::Target t = target::host_target();
+    std::vector<Sample> samples;
+    int skipped = 0;
+    for (const log::Record& r : recs) {
+      try {
+        schedule::State st = schedule::replay(dag, schedule::steps_from_json(r.steps));
+        samples.push_back({search::extract_features(st, t), r.valid() ? r.gflops : 0.0, r.trial});
+      } catch (const std::exception&) {
+        ++skipped;  // a candidate that no longer replays
+      }
+    }
+    const int n_train = std::min<int>(f.train, int(samples.size()));
+    std::vector<search::ProgramFeatures> train_x, test_x;
+    std::vector<double> train_y, test_y;
+    for (int i = 0; i < int(samples.size()); ++i) {
+      if (i < n_train) {
+        train_x.push_back(samples[i].features);
+        train_y.push_back(samples[i].gflops);
+      } else if (samples[i].gflops > 0) {
+        test_x.push_back(samples[i].features);
+        test_y.push_back(samples[i].gflops);
+      }
+    }
+    json row = {{"workload", key}, {"records", recs.size()}, {"skipped", skipped}, {"train", n_train},
+                {"held_out", test_x.size()}};
+    std::string acc_text = "-";
+    if (test_x.size() >= 2) {
+      auto model = search::make_cost_model("xgboost", f.seed);
+      model->update(train_x, train_y, key);
+      const double acc = search::pairwise_ranking_accuracy(model->predict(test_x), test_y);
+      row["accuracy"] = acc;
+      acc_text = fmt_num(acc, 3);
+    } else {
+      row["accuracy"] = nullptr;
+    }
+    rows.push_back(row);
+    table.push_back({key, std::to_string(recs.size()), std::to_string(n_train), std::to_string(test_x.size()), acc_text});
+  }
+  if (f.json_out) {
+    std::cout << json{{"train", f.train}, {"workloads", rows}}.dump(2) << "\n";
+  } else {
+    std::cout << "cost model (xgboost) trained on the first " << f.train
+              << " records of each workload, pairwise ranking accuracy on the valid records after them "
+                 "(0.5 = chance):\n"
+              << format_table({"workload", "records", "train", "held out", "accuracy"}, table,
+                              {false, true, true, true, true});
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_model_command(CLI::App& app, const te::KernelRegistry& reg, std::vector<Subcommand>& out) {
+  auto f = std::make_shared<ModelEvalFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "model-eval", "Train the cost model on the first records of each workload in tuning logs and report how well it "
+                    "ranks the rest");
+  cmd->add_option("logs", f->logs, "Tuning logs")->required()->expected(1, -1);
+  cmd->add_option("--train", f->train, "Records of each workload (in trial order) to train on")->capture_default_str();
+  cmd->add_option("--seed", f->seed, "Random seed of the model")->capture_default_str();
+  cmd->add_flag("--json", f->json_out, "Print one JSON document on stdout");
+  out.push_back({cmd, [f, &reg] { return run_model_eval(*f, reg); }});
+}
+
+}  // namespace ktune::cli
