@@ -32,8 +32,8 @@ expect 2 "must be positive" -- "$KTUNE" matmul --M=0 --log=keep.jsonl
 expect 2 "must be positive" -- "$KTUNE" matmul --K=-4 --log=keep.jsonl
 expect 2 "unknown target 'tpu9'" -- "$KTUNE" matmul --target=tpu9 --log=keep.jsonl
 expect 2 "GPU target" -- "$KTUNE" matmul --target=a100 --log=keep.jsonl
-expect 2 "--budget must be positive" -- "$KTUNE" matmul --budget=0 --log=keep.jsonl
-expect 2 "--budget must be positive" -- "$KTUNE" matmul --budget=-3 --log=keep.jsonl
+expect 2 "--budget must be between 1 and 1000000 (got 0)" -- "$KTUNE" matmul --budget=0 --log=keep.jsonl
+expect 2 "--budget must be between 1 and 1000000 (got -3)" -- "$KTUNE" matmul --budget=-3 --log=keep.jsonl
 expect 2 "cannot write the tuning log" -- "$KTUNE" matmul --M=8 --N=8 --K=8 --budget=1 --log=/nonexistent/dir/x.jsonl
 expect 2 "dilation" -- "$KTUNE" conv2d --H=2 --W=2 --pad=0 --log=keep.jsonl
 mkdir -p bad
