@@ -3,17 +3,22 @@
 # layers, MobileNet-v2 depthwise layers) and OpenBLAS (sgemm), timed by
 # scripts/bench/baselines.cpp with ktune's protocol, and ktune tuning the same workloads
 # (plus, optionally, records from existing tuning logs and replayed hand-written schedules).
-# Prints, per thread count, a table of GFLOP/s and the ratio ktune / best baseline, with the
-# geometric mean of the ratio per group.
+# A conv2d layer is tuned with each ktune kernel that computes it: conv2d (NCHW) and
+# conv2d_nchwc (blocked NCHW16c, the layout oneDNN picks; conversions are outside the timed
+# kernel, as oneDNN's reorders are). Prints, per thread count, a table of GFLOP/s of each
+# ktune kernel and each baseline, and the ratio of ktune's best to the best baseline, with
+# the geometric mean of the ratio per group.
 #
 # Usage: scripts/bench_cpu.sh [--threads "1 2"] [--quick] [--budget N] [--groups G,G]
-#                             [--only ID,ID] [--ktune-log LOG]... [--ktune-schedules DIR]
-#                             [--no-tune] [--repeat R] [--wait-idle S] [--out DIR]
+#                             [--only ID,ID] [--ktune-kernels K,K] [--ktune-log LOG]...
+#                             [--ktune-schedules DIR] [--no-tune] [--repeat R]
+#                             [--wait-idle S] [--out DIR]
 #   --threads LIST         thread counts to measure (default: "1 N", N = nproc)
 #   --quick                9 of the 27 workloads, ktune budget 8 (unless --budget/KTUNE_BUDGET)
 #   --budget N             ktune candidates per tune (default: $KTUNE_BUDGET, else 32; 8 quick)
 #   --groups G,G           only these groups: matmul, resnet18_conv, mobilenet_dw
 #   --only ID,ID           only these workloads (ids as in the table)
+#   --ktune-kernels K,K    tune only with these ktune kernels (e.g. conv2d_nchwc)
 #   --ktune-log LOG        also take ktune's best valid record per workload and thread count
 #                          from this existing tuning log (may repeat)
 #   --ktune-schedules DIR  replay every DIR/*.json schedule ({"kernel","params","steps"}) with
@@ -31,7 +36,8 @@
 # minutes; the full set at "1 2" with budget 32 about 55 minutes, almost all of it ktune
 # tuning (the big matmuls' tunes take 3-8 minutes each: slow candidates run until their
 # 10 s timeout); the baselines alone (--no-tune) about 1.5 minutes. Environment: KTUNE (ktune binary, default build/ktune),
-# KTUNE_BUDGET, KTUNE_FLAGS (more ktune flags for the tunes, e.g. --strategy=random), CXX (default g++).
+# KTUNE_BUDGET, KTUNE_FLAGS (more ktune flags for the tunes, e.g. --strategy=random), CXX (default g++),
+# BENCH_DIR (where the baselines program and the default --out go, default build/bench).
 set -euo pipefail
 
 # All in a function: bash reads it whole before running, so editing this file during a
@@ -45,6 +51,7 @@ quick=0
 budget="${KTUNE_BUDGET:-}"
 groups=""
 only=""
+ktune_kernels=""
 logs=()
 schedules=""
 tune=1
@@ -62,6 +69,8 @@ while [ $# -gt 0 ]; do
     --groups=*) groups="${1#*=}"; shift ;;
     --only) only="$2"; shift 2 ;;
     --only=*) only="${1#*=}"; shift ;;
+    --ktune-kernels) ktune_kernels="$2"; shift 2 ;;
+    --ktune-kernels=*) ktune_kernels="${1#*=}"; shift ;;
     --ktune-log) logs+=("$2"); shift 2 ;;
     --ktune-log=*) logs+=("${1#*=}"); shift ;;
     --ktune-schedules) schedules="$2"; shift 2 ;;
@@ -103,7 +112,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # --- build the baselines program (outside the CMake build) -------------------------------
-bench_dir="$root/build/bench"
+bench_dir="${BENCH_DIR:-$root/build/bench}"
 mkdir -p "$bench_dir"
 baselines="$bench_dir/baselines"
 src="$root/scripts/bench/baselines.cpp"
@@ -165,7 +174,7 @@ list_args=()
 : > "$out/ktune.jsonl"
 : > "$out/errors.txt"
 printf 'workload\tthreads\tbusy_cores\twaited_s\n' > "$out/busy.tsv"
-nwork=$(wc -l < "$out/workloads.tsv")
+nwork=$(cut -f1 "$out/workloads.tsv" | uniq | wc -l)
 echo "bench_cpu.sh: $nwork workloads, threads: $threads, ktune budget: $budget$([ "$tune" = 1 ] || echo ' (not tuning)'), results in $out" >&2
 start=$(date +%s)
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -220,40 +229,45 @@ print("null")'
 for t in $threads; do
   export OMP_NUM_THREADS="$t" OPENBLAS_NUM_THREADS="$t"
   i=0
+  prev=""
+  # One line per (workload, ktune kernel); the baselines run once per workload.
   while IFS=$'\t' read -r id group kernel flags _macs; do
-    i=$((i + 1))
-    echo "bench_cpu.sh: [$t thread(s)] $i/$nwork $id" >&2
-    wait_for_idle "$id" "$t"
-    # Baselines: each library in its own process, so one's spinning thread pool does not
-    # steal cycles from the other's.
-    "$baselines" --lib onednn --threads "$t" --repeat "$repeat" --only "$id" >> "$out/baselines.jsonl" 2>> "$out/baselines.txt" ||
-      echo "$id threads=$t: oneDNN baseline failed (see baselines.txt)" | tee -a "$out/errors.txt" >&2
-    if [ "$t" -gt 1 ] && [ -z "${OMP_WAIT_POLICY:-}" ]; then
-      # With several threads on a busy machine, OpenMP's spinning barriers can lose whole
-      # time slices to other processes (a 20 us kernel then takes 4 ms); passive waiting
-      # (as ktune's thread pool yields) avoids that, spinning is faster on an idle machine.
-      # Both are measured; the report keeps the faster.
-      OMP_WAIT_POLICY=passive "$baselines" --lib onednn --threads "$t" --repeat "$repeat" --only "$id" \
-        >> "$out/baselines.jsonl" 2>> "$out/baselines.txt" ||
-        echo "$id threads=$t: oneDNN baseline (OMP_WAIT_POLICY=passive) failed (see baselines.txt)" | tee -a "$out/errors.txt" >&2
+    if [ "$id" != "$prev" ]; then
+      prev="$id"
+      i=$((i + 1))
+      echo "bench_cpu.sh: [$t thread(s)] $i/$nwork $id" >&2
+      wait_for_idle "$id" "$t"
+      # Baselines: each library in its own process, so one's spinning thread pool does not
+      # steal cycles from the other's.
+      "$baselines" --lib onednn --threads "$t" --repeat "$repeat" --only "$id" >> "$out/baselines.jsonl" 2>> "$out/baselines.txt" ||
+        echo "$id threads=$t: oneDNN baseline failed (see baselines.txt)" | tee -a "$out/errors.txt" >&2
+      if [ "$t" -gt 1 ] && [ -z "${OMP_WAIT_POLICY:-}" ]; then
+        # With several threads on a busy machine, OpenMP's spinning barriers can lose whole
+        # time slices to other processes (a 20 us kernel then takes 4 ms); passive waiting
+        # (as ktune's thread pool yields) avoids that, spinning is faster on an idle machine.
+        # Both are measured; the report keeps the faster.
+        OMP_WAIT_POLICY=passive "$baselines" --lib onednn --threads "$t" --repeat "$repeat" --only "$id" \
+          >> "$out/baselines.jsonl" 2>> "$out/baselines.txt" ||
+          echo "$id threads=$t: oneDNN baseline (OMP_WAIT_POLICY=passive) failed (see baselines.txt)" | tee -a "$out/errors.txt" >&2
+      fi
+      if [ "$group" = matmul ]; then
+        "$baselines" --lib openblas --threads "$t" --repeat "$repeat" --only "$id" >> "$out/baselines.jsonl" 2>> "$out/baselines.txt" ||
+          echo "$id threads=$t: OpenBLAS baseline failed (see baselines.txt)" | tee -a "$out/errors.txt" >&2
+      fi
     fi
-    if [ "$group" = matmul ]; then
-      "$baselines" --lib openblas --threads "$t" --repeat "$repeat" --only "$id" >> "$out/baselines.jsonl" 2>> "$out/baselines.txt" ||
-        echo "$id threads=$t: OpenBLAS baseline failed (see baselines.txt)" | tee -a "$out/errors.txt" >&2
-    fi
-    if [ "$tune" = 1 ]; then
-      echo "== $id, $t thread(s)" >> "$out/ktune-stderr.txt"
+    if [ "$tune" = 1 ] && { [ -z "$ktune_kernels" ] || [[ ",$ktune_kernels," == *",$kernel,"* ]]; }; then
+      echo "== $id, $kernel, $t thread(s)" >> "$out/ktune-stderr.txt"
       wait_for_idle "$id" "$t"
       # shellcheck disable=SC2086
       summary=$("$ktune" "$kernel" $flags ${KTUNE_FLAGS:-} --budget="$budget" --threads="$t" --json \
-                 --log="$out/ktune-$id-t$t.jsonl" 2>> "$out/ktune-stderr.txt") || true
+                 --log="$out/ktune-$id-$kernel-t$t.jsonl" 2>> "$out/ktune-stderr.txt") || true
       g=$(printf '%s' "$summary" | gflops_of)
       secs=$(printf '%s' "$summary" | python3 -c 'import json,sys
 try: print(json.load(sys.stdin).get("tuning_seconds"))
 except Exception: print("null")')
-      [ "$g" = null ] && echo "$id threads=$t: ktune found no valid candidate (see ktune-stderr.txt)" | tee -a "$out/errors.txt" >&2
-      printf '{"workload":"%s","threads":%s,"source":"tune","budget":%s,"gflops":%s,"tuning_seconds":%s}\n' \
-        "$id" "$t" "$budget" "$g" "${secs:-null}" >> "$out/ktune.jsonl"
+      [ "$g" = null ] && echo "$id $kernel threads=$t: ktune found no valid candidate (see ktune-stderr.txt)" | tee -a "$out/errors.txt" >&2
+      printf '{"workload":"%s","kernel":"%s","threads":%s,"source":"tune","budget":%s,"gflops":%s,"tuning_seconds":%s}\n' \
+        "$id" "$kernel" "$t" "$budget" "$g" "${secs:-null}" >> "$out/ktune.jsonl"
     fi
   done < "$out/workloads.tsv"
 

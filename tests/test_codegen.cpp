@@ -497,6 +497,32 @@ TEST_CASE("codegen: gathers and scatters of odd lane counts", "[codegen][regress
   }
 }
 
+TEST_CASE("codegen: selects whose arms read out of bounds where they are not chosen", "[codegen]") {
+  // Rows 0 and 5 of `out` are padding: their reads of A would be rows -1 and 4, outside A.
+  // The condition is scalar (it depends on the row only) under a vectorized or serial column
+  // loop: a load and a constant (read from the constant's storage where the condition fails),
+  // an arm with arithmetic (speculated, its loads redirected), and an arm that is never chosen
+  // reading 8 contiguous lanes of a 4-element buffer (masked).
+  Buffer a = make_buffer("A", Type::f32(), {4 * 8});
+  Buffer b = make_buffer("B", Type::f32(), {6 * 8});
+  Buffer tiny = make_buffer("T", Type::f32(), {4});
+  Buffer out = make_buffer("out", Type::f32(), {6 * 8});
+  Buffer out2 = make_buffer("out2", Type::f32(), {6 * 8});
+  for (ForKind kind : {ForKind::Serial, ForKind::Vectorized, ForKind::Unrolled}) {
+    Expr o = i64v("o"), i = i64v("i");
+    Expr inside = o >= 1 && o < 5;
+    Expr read = Load::make(a, (o - 1) * 8 + i);
+    Expr pad = select(inside, read, Expr(2.5f));
+    Expr arith = select(inside, read * Expr(2.0f) + Load::make(b, o * 8 + i), Load::make(b, o * 8 + i));
+    Expr never = select(o > 100, Load::make(tiny, i) * Expr(3.0f), Expr(-1.0f));
+    Stmt body = Block::make({Store::make(out, pad + select(!inside, Expr(0.5f), read), o * 8 + i),
+                             Store::make(out2, arith + never, o * 8 + i)});
+    LoweredFunc f{"padding", {a, b, tiny, out, out2}, For::make(o, 0, 6, ForKind::Serial, For::make(i, 0, 8, kind, body))};
+    INFO(for_kind_name(kind));
+    check_both_thread_counts(f, 2);
+  }
+}
+
 TEST_CASE("codegen: vectorized loop under a loop-invariant guard", "[codegen]") {
   Buffer a = make_buffer("A", Type::f32(), {40});
   Buffer c = make_buffer("C", Type::f32(), {40});

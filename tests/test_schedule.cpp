@@ -517,3 +517,36 @@ TEST_CASE("the unroll pragma counts the nests of stages computed inside a loop",
   CHECK(text.find("for (Y.i.1,") != std::string::npos);
 }
 
+
+TEST_CASE("the unroll pragma counts a vectorized loop once", "[lower]") {
+  auto dag = matmul_dag(8, 32, 8);
+  State st(dag);
+  st.apply(SplitStep{0, 1, {16}});             // i j.0 j.1 (16) k (8)
+  st.apply(SplitStep{0, 0, {4}});              // i.0 i.1 (4) j.0 j.1 k
+  st.apply(ReorderStep{0, {0, 2, 4, 1, 3}});   // i.0 j.0 k i.1 j.1
+  st.apply(AnnotateStep{0, 4, Annotation::Vectorize});
+  st.apply(PragmaStep{0, 0, "auto_unroll_max_step", 16});
+  CHECK(check_lowering(st) < 1e-5);
+  const std::string text = ir::to_string(lower(st, "k").body);
+  INFO(text);
+  CHECK(text.find("unrolled for (C.i.1,") != std::string::npos);  // 4 x one vector statement
+  CHECK(text.find("unrolled for (C.k,") == std::string::npos);    // 8 x 4 > 16
+}
+
+TEST_CASE("a register tile of unrolled loops runs its longest loop outermost", "[lower]") {
+  auto dag = matmul_dag(14, 32, 4);
+  State st(dag);
+  st.apply(SplitStep{0, 1, {2, 16}});         // i (14) j.0 j.1 (2) j.2 (16) k
+  st.apply(ReorderStep{0, {1, 4, 2, 0, 3}});  // j.0 k j.1 i j.2
+  st.apply(AnnotateStep{0, 2, Annotation::Unroll});
+  st.apply(AnnotateStep{0, 3, Annotation::Unroll});
+  st.apply(AnnotateStep{0, 4, Annotation::Vectorize});
+  CHECK(check_lowering(st) < 1e-5);
+  const std::string text = ir::to_string(lower(st, "k").body);
+  INFO(text);
+  // i (14) now encloses j.1 (2), both unrolled, around the vectorized j.2.
+  const auto i_loop = text.find("unrolled for (C.i,"), j1_loop = text.find("unrolled for (C.j.1,");
+  REQUIRE(i_loop != std::string::npos);
+  REQUIRE(j1_loop != std::string::npos);
+  CHECK(i_loop < j1_loop);
+}

@@ -49,9 +49,22 @@ TEST_CASE("sketch: fusion of a reduction with its element-wise consumer", "[sket
   CHECK(std::count_if(sks.begin(), sks.end(), [](auto& s) { return has_rule(s, "with_fusion"); }) == int(sks.size()));
 }
 
-TEST_CASE("sketch: padding is inlined; softmax's stages are not tiled; transposes are tiled", "[sketch]") {
+TEST_CASE("sketch: padding is inlined or kept at root; softmax's stages are not tiled; transposes are tiled", "[sketch]") {
   const auto t = target::host_target();
-  for (const auto& sk : search::generate_sketches(conv1d_dag(3, 12, 4, 3, 1), t)) CHECK(has_rule(sk, "Ipad: always_inline"));
+  const auto dag = conv1d_dag(3, 12, 4, 3, 1);
+  const auto conv = search::generate_sketches(dag, t);
+  const auto inlined = std::count_if(conv.begin(), conv.end(), [](auto& s) { return has_rule(s, "Ipad: always_inline"); });
+  const auto kept = std::count_if(conv.begin(), conv.end(), [](auto& s) { return has_rule(s, "Ipad: root_guarded"); });
+  CHECK(inlined == kept);
+  CHECK(inlined + kept == std::ptrdiff_t(conv.size()));
+  // Annotation leaves a kept padding stage at root.
+  search::Annotator annotator(dag, t, 3);
+  for (const auto& sk : conv)
+    if (has_rule(sk, "Ipad: root_guarded"))
+      for (int i = 0; i < 5; ++i) {
+        schedule::State st = annotator.annotate(sk);
+        CHECK(st.stage(st.stage_index("Ipad")).location == schedule::ComputeLocation::Root);
+      }
   for (const auto& sk : search::generate_sketches(softmax_dag(4, 8), t)) CHECK_FALSE(has_rule(sk, "tiling"));
   auto tr = search::generate_sketches(shipped("transpose2d", {{"M", 8}, {"N", 8}}), t);
   CHECK(std::any_of(tr.begin(), tr.end(), [](auto& s) { return has_rule(s, "tile_layout_change"); }));
@@ -61,7 +74,8 @@ TEST_CASE("sketch: every annotated sketch of every shipped kernel computes the r
   te::KernelRegistry reg;
   reg.add_directory(te::shipped_kernel_dir());
   const std::map<std::string, int64_t> small = {{"M", 6}, {"N", 10}, {"K", 4}, {"B", 2}, {"C", 3},
-                                                {"H", 7}, {"W", 6}, {"R", 3}, {"S", 3}};
+                                                {"H", 7}, {"W", 6}, {"R", 3}, {"S", 3},
+                                                {"cb", 3}, {"kb", 2}};
   const auto t = target::host_target();
   for (const auto& def : reg.kernels()) {
     std::map<std::string, int64_t> vals;
@@ -78,4 +92,25 @@ TEST_CASE("sketch: every annotated sketch of every shipped kernel computes the r
         CHECK(check_lowering(st, i) < 1e-5);
       }
   }
+}
+
+TEST_CASE("sketch: the innermost tile of the last spatial axis is mostly whole vectors", "[sketch]") {
+  const auto t = target::host_target();
+  const int64_t lanes = t.vector_lanes(32);
+  auto dag = matmul_dag(64, 64, 64);
+  auto sketches = search::generate_sketches(dag, t);
+  search::Annotator annotator(dag, t, 5);
+  int whole = 0, total = 0;
+  for (int i = 0; i < 300; ++i) {
+    const auto& sk = sketches[size_t(i) % sketches.size()];
+    schedule::State st = annotator.annotate(sk);
+    for (const auto& stage : st.stages())
+      if (std::find(sk.tiled.begin(), sk.tiled.end(), stage.op.name) != sk.tiled.end() &&
+          stage.op.reduce != te::ReduceKind::None) {
+        ++total;
+        whole += stage.leaf_iter(int(stage.leaf.size()) - 1).extent % lanes == 0;
+      }
+  }
+  // Uniform over the divisors of 64 would give (7 - log2(lanes)) / 7: 3/7 with 16 lanes.
+  CHECK(whole > total * 7 / 10);
 }

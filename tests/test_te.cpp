@@ -64,7 +64,7 @@ TEST_CASE("shipped kernels parse with their defaults and carry a doc comment", "
   reg.add_directory(source_kernels());
   std::vector<std::string> names;
   for (const auto& k : reg.kernels()) names.push_back(k.name);
-  for (const char* want : {"matmul", "batch_matmul", "dense_bias_relu", "conv2d", "conv2d_nhwc",
+  for (const char* want : {"matmul", "batch_matmul", "dense_bias_relu", "conv2d", "conv2d_nhwc", "conv2d_nchwc",
                            "conv2d_bias_relu", "depthwise_conv2d", "transpose2d", "nchw_to_nhwc",
                            "softmax"}) {
     INFO(want);
@@ -141,6 +141,19 @@ TEST_CASE("other shipped kernels: shapes and flop counts", "[te][kernels]") {
     CHECK(d.op("I").shape == Shape{1, 56, 56, 64});
     CHECK(d.op("Wt").shape == Shape{3, 3, 64, 64});
     CHECK(d.op("O").shape == Shape{1, 56, 56, 64});
+  }
+  SECTION("conv2d_nchwc") {
+    ComputeDAG d = shipped("conv2d_nchwc").instantiate();
+    CHECK(d.op("I").shape == Shape{1, 8, 28, 28, 16});
+    CHECK(d.op("Wt").shape == Shape{8, 8, 3, 3, 16, 16});
+    CHECK(d.op("Ipad").shape == Shape{1, 8, 30, 30, 16});
+    CHECK(d.op("O").shape == Shape{1, 8, 28, 28, 16});
+    CHECK(d.op("O").reduce_axes.size() == 4);
+    CHECK(d.flop_count() == 128.0 * 30 * 30 + 2.0 * 128 * 28 * 28 * 128 * 9);
+    ComputeDAG stem = shipped("conv2d_nchwc").instantiate({{"C", 3}, {"cb", 3}, {"H", 224}, {"W", 224}, {"K", 64},
+                                                           {"R", 7}, {"S", 7}, {"stride", 2}, {"pad", 3}});
+    CHECK(stem.op("I").shape == Shape{1, 1, 224, 224, 3});
+    CHECK(stem.op("O").shape == Shape{1, 4, 112, 112, 16});
   }
   SECTION("conv2d_bias_relu") {
     ComputeDAG d = shipped("conv2d_bias_relu").instantiate();

@@ -11,9 +11,11 @@
 //   baselines --openblas-core      (the kernels OpenBLAS picked for this CPU)
 //
 // Groups: matmul, resnet18_conv, mobilenet_dw. One JSON line per (workload, variant, threads)
-// on stdout, a readable table on stderr. --list prints, per workload, its id, group, ktune
-// kernel and ktune flags (tab-separated), for the script to tune the same workloads with
-// ktune.
+// on stdout, a readable table on stderr. --list prints, per workload and ktune kernel that
+// computes it, the workload's id, group, the kernel, its ktune flags and the MACs
+// (tab-separated), for the script to tune the same workloads with ktune: a conv2d layer
+// is listed with conv2d (NCHW) and with conv2d_nchwc (blocks of 16 channels; the 3-channel
+// stem has one block of 3 input channels), whose layout is what oneDNN picks for itself.
 //
 // Timing (as ktune's CompiledKernel::time): warm-up, then one calibration run picks the
 // number of runs per group so that a group lasts >= 10 ms; 5 groups; the median of the group
@@ -89,6 +91,16 @@ struct Workload {
   }
   std::string ktune_kernel() const {
     return kind == Kind::Matmul ? "matmul" : kind == Kind::Conv ? "conv2d" : "depthwise_conv2d";
+  }
+  // The ktune kernels computing this workload and their flags: the plain layout, and for
+  // conv2d the blocked one.
+  std::vector<std::pair<std::string, std::string>> ktune_kernels() const {
+    std::vector<std::pair<std::string, std::string>> out = {{ktune_kernel(), ktune_flags()}};
+    if (kind == Kind::Conv) {
+      const long cb = C % 16 == 0 ? 16 : C;
+      out.push_back({"conv2d_nchwc", ktune_flags() + " --cb=" + std::to_string(cb) + " --kb=16"});
+    }
+    return out;
   }
   std::string ktune_flags() const {
     std::ostringstream o;
@@ -493,8 +505,9 @@ int main(int argc, char** argv) {
   }
   if (list) {
     for (auto& w : work)
-      std::printf("%s\t%s\t%s\t%s\t%.0f\n", w.id.c_str(), w.group.c_str(),
-                  w.ktune_kernel().c_str(), w.ktune_flags().c_str(), w.macs());
+      for (auto& [kernel, flags] : w.ktune_kernels())
+        std::printf("%s\t%s\t%s\t%s\t%.0f\n", w.id.c_str(), w.group.c_str(), kernel.c_str(), flags.c_str(),
+                    w.macs());
     return 0;
   }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Table of scripts/bench_cpu.sh results: per thread count and workload, ktune's GFLOP/s
-(tuned here, best in the given tuning logs, replayed schedules), the baselines' GFLOP/s, and
-ktune / best baseline, with the geometric mean of that ratio per group."""
+(tuned here, best in the given tuning logs, replayed schedules; one column per ktune kernel
+when a workload has several, e.g. conv2d and conv2d_nchwc), the baselines' GFLOP/s, and
+ktune's best / best baseline, with the geometric mean of that ratio per group."""
 
 import argparse
 import json
@@ -69,12 +70,15 @@ def main():
     ap.add_argument("--wait-idle", type=int, default=0)
     a = ap.parse_args()
 
-    workloads = []
+    workloads = []  # in order; "kernels": ktune kernel -> its params for this workload
+    by_id = {}
     with open(a.workloads) as f:
         for line in f:
             wid, group, kernel, flags, macs = line.rstrip("\n").split("\t")
-            workloads.append({"id": wid, "group": group, "kernel": kernel,
-                              "params": parse_flags(flags)})
+            if wid not in by_id:
+                by_id[wid] = {"id": wid, "group": group, "kernels": {}}
+                workloads.append(by_id[wid])
+            by_id[wid]["kernels"][kernel] = parse_flags(flags)
     threads = [int(t) for t in a.threads.split()]
 
     base = {}  # (workload, threads, lib/variant) -> gflops
@@ -83,17 +87,21 @@ def main():
             key = (r["workload"], r["threads"], r["lib"] + "/" + r["variant"])
             base[key] = max(base.get(key, 0), r["gflops"])
 
+    # (workload, threads, kernel) -> GFLOP/s, per source
     tuned, replayed, unmatched = {}, {}, []
     for r in read_jsonl(a.ktune):
         if r.get("gflops") is None:
             continue
         if r["source"] == "tune":
-            tuned[(r["workload"], r["threads"])] = r["gflops"]
+            w = by_id.get(r["workload"])
+            kernel = r.get("kernel") or (next(iter(w["kernels"])) if w else None)
+            tuned[(r["workload"], r["threads"], kernel)] = r["gflops"]
         elif r["source"] == "replay":
             hit = False
             for w in workloads:
-                if w["kernel"] == r.get("kernel") and params_match(w["params"], r.get("params") or {}):
-                    key = (w["id"], r["threads"])
+                kp = w["kernels"].get(r.get("kernel"))
+                if kp is not None and params_match(kp, r.get("params") or {}):
+                    key = (w["id"], r["threads"], r["kernel"])
                     replayed[key] = max(replayed.get(key, 0), r["gflops"])
                     hit = True
             if not hit:
@@ -110,13 +118,15 @@ def main():
             if "dtype" in wl:
                 params.setdefault("dtype", wl["dtype"])
             for w in workloads:
-                if w["kernel"] == wl.get("kernel") and params_match(w["params"], params):
-                    key = (w["id"], r.get("threads"))
+                kp = w["kernels"].get(wl.get("kernel"))
+                if kp is not None and params_match(kp, params):
+                    key = (w["id"], r.get("threads"), wl["kernel"])
                     from_log[key] = max(from_log.get(key, 0), res["gflops"])
 
-    have_tune = bool(tuned)
-    have_log = bool(a.log)
-    have_replay = bool(replayed) or bool(unmatched)
+    sources = [(label, src) for label, src, have in (("tuned", tuned, bool(tuned)),
+                                                     ("log", from_log, bool(a.log)),
+                                                     ("replay", replayed, bool(replayed) or bool(unmatched)))
+               if have]
     text, md = [], []
 
     for t in threads:
@@ -127,13 +137,13 @@ def main():
             is_mm = group == "matmul"
             v1 = "onednn/packed" if is_mm else "onednn/any"
             v2 = "onednn/plain" if is_mm else "onednn/nchw"
-            cols = []
-            if have_tune:
-                cols.append("ktune tuned")
-            if have_log:
-                cols.append("ktune log")
-            if have_replay:
-                cols.append("ktune replay")
+            # One ktune column per source and kernel (the kernel named when the group has several).
+            kernels = []
+            for w in wls:
+                kernels += [k for k in w["kernels"] if k not in kernels]
+            kcols = [(label, src, k) for label, src in sources for k in kernels
+                     if label == "log" or any(key[2] == k for key in src)]
+            cols = [f"ktune {label}" + (f" {k}" if len(kernels) > 1 else "") for label, _, k in kcols]
             cols += ["oneDNN packed B" if is_mm else "oneDNN any",
                      "oneDNN plain B" if is_mm else "oneDNN nchw"]
             if is_mm:
@@ -141,21 +151,20 @@ def main():
             cols.append("ktune/best")
             title = f"{GROUP_TITLES[group]}, {t} thread{'s' if t > 1 else ''} (GFLOP/s)"
             text.append(title)
-            text.append(f"{'workload':<30}" + "".join(f"{c:>16}" for c in cols))
+            widths = [max(16, len(c) + 2) for c in cols]
+            text.append(f"{'workload':<30}" + "".join(f"{c:>{wd}}" for c, wd in zip(cols, widths)))
             md.append(f"**{title}**\n")
             md.append("| workload | " + " | ".join(cols) + " |")
             md.append("| --- |" + " ---: |" * len(cols))
             ratios = []
             for w in wls:
-                key = (w["id"], t)
                 vals = []
                 kbest = None
-                for have, src in ((have_tune, tuned), (have_log, from_log), (have_replay, replayed)):
-                    if have:
-                        v = src.get(key)
-                        vals.append(v)
-                        if v is not None:
-                            kbest = max(kbest or 0, v)
+                for _, src, k in kcols:
+                    v = src.get((w["id"], t, k))
+                    vals.append(v)
+                    if v is not None:
+                        kbest = max(kbest or 0, v)
                 bl = [base.get((w["id"], t, v1)), base.get((w["id"], t, v2))]
                 if is_mm:
                     bl.append(base.get((w["id"], t, "openblas/sgemm")))
@@ -165,7 +174,7 @@ def main():
                 if ratio is not None:
                     ratios.append(ratio)
                 rtxt = f"{ratio:.2f}" if ratio is not None else "-"
-                text.append(f"{w['id']:<30}" + "".join(fmt(v, 16) for v in vals) + f"{rtxt:>16}")
+                text.append(f"{w['id']:<30}" + "".join(fmt(v, wd) for v, wd in zip(vals, widths)) + f"{rtxt:>16}")
                 md.append(f"| {w['id']} | " + " | ".join(f"{v:.1f}" if v is not None else "-" for v in vals)
                           + f" | {rtxt} |")
             g = geomean(ratios)

@@ -616,11 +616,50 @@ class CodeGenLLVM {
     return found;
   }
 
+  // Whether an arm of a select may be evaluated where it is not chosen, once its loads are
+  // kept in bounds: it calls nothing (cost) and divides integers only by positive constants
+  // (a division by zero traps).
+  static bool speculatable(const Expr& e) {
+    bool ok = true;
+    ir::post_order_visit(e, [&](const Expr& x) {
+      if (x.as<ir::Call>()) ok = false;
+      const Expr* divisor = nullptr;
+      if (const auto* d = x.as<ir::Div>()) divisor = &d->b;
+      if (const auto* m = x.as<ir::Mod>()) divisor = &m->b;
+      int64_t c = 0;
+      if (divisor && !x.type().is_float() && !(ir::is_const_int(*divisor, &c) && c > 0)) ok = false;
+    });
+    return ok;
+  }
+
   // A select whose arms read memory evaluates each arm only where it is chosen, since the
   // other arm's index may be out of bounds (padding: select(h >= pad, I[h - pad], 0)).
-  // Scalar condition: branches and a phi. Vector condition: the arms' loads are masked.
+  // Scalar condition: when both arms are speculatable, both are evaluated with their loads
+  // redirected to the buffer's first element where their arm is not chosen (`safe_`), and
+  // a select picks the result: no branch, so the consumer's loop body stays one block that
+  // LLVM can schedule, and the condition can be hoisted out of inner loops. Otherwise
+  // branches and a phi. Vector condition: the arms' loads are masked.
   llvm::Value* emit_guarded_select(const ir::Select* op) {
     llvm::Value* c = emit(op->cond);
+    if (!c->getType()->isVectorTy() && !mask_) {
+      // select(c, load, constant), the padding pattern: one load from an address chosen
+      // between the element and a constant in memory, no select of values.
+      const auto* tl = op->true_value.as<ir::Load>();
+      const auto* fl = op->false_value.as<ir::Load>();
+      if (tl && is_constant(op->false_value)) return emit_load_or_constant(tl, c, op->false_value);
+      if (fl && is_constant(op->true_value)) return emit_load_or_constant(fl, b_.CreateNot(c), op->true_value);
+    }
+    if (!c->getType()->isVectorTy() && !mask_ && speculatable(op->true_value) && speculatable(op->false_value)) {
+      llvm::Value* saved = safe_;
+      safe_ = saved ? b_.CreateAnd(saved, c) : c;
+      llvm::Value* t = emit(op->true_value);
+      llvm::Value* not_c = b_.CreateNot(c);
+      safe_ = saved ? b_.CreateAnd(saved, not_c) : not_c;
+      llvm::Value* f = emit(op->false_value);
+      safe_ = saved;
+      match_lanes(t, f);
+      return b_.CreateSelect(c, t, f);
+    }
     if (!c->getType()->isVectorTy()) {
       auto* then_bb = llvm::BasicBlock::Create(ctx_, "sel.true", fn_);
       auto* else_bb = llvm::BasicBlock::Create(ctx_, "sel.false", fn_);
@@ -655,19 +694,61 @@ class CodeGenLLVM {
       phi->addIncoming(f, f_end);
       return phi;
     }
+    const int lanes = int(llvm::cast<llvm::FixedVectorType>(c->getType())->getNumElements());
     llvm::Value* saved = mask_;
-    mask_ = saved ? b_.CreateAnd(saved, c) : c;
+    llvm::Value* outer = saved ? saved : safe_ ? splat(safe_, lanes) : nullptr;
+    mask_ = outer ? b_.CreateAnd(outer, c) : c;
     llvm::Value* t = emit(op->true_value);
     llvm::Value* not_c = b_.CreateNot(c);
-    mask_ = saved ? b_.CreateAnd(saved, not_c) : not_c;
+    mask_ = outer ? b_.CreateAnd(outer, not_c) : not_c;
     llvm::Value* f = emit(op->false_value);
     mask_ = saved;
     match_lanes(t, f);
-    const int lanes = int(llvm::cast<llvm::FixedVectorType>(c->getType())->getNumElements());
     return b_.CreateSelect(c, splat(t, lanes), splat(f, lanes));
   }
 
-  llvm::Value* emit_load(const ir::Load* op) {
+  static bool is_constant(const Expr& e) {
+    const Expr& x = e.as<ir::Broadcast>() ? e.as<ir::Broadcast>()->value : e;
+    return x.as<ir::IntImm>() || x.as<ir::FloatImm>();
+  }
+
+  // A read-only array of `lanes` copies of the constant `e` (scalar or broadcast) of element
+  // type `et`, one per constant and width in the module.
+  llvm::Constant* constant_storage(const Expr& e, ir::Type et, int lanes) {
+    const Expr& x = e.as<ir::Broadcast>() ? e.as<ir::Broadcast>()->value : e;
+    llvm::Type* st = storage_type(et);
+    llvm::Constant* k = nullptr;
+    if (const auto* f = x.as<ir::FloatImm>()) k = et.is_float() ? llvm::ConstantFP::get(st, f->value) : nullptr;
+    if (const auto* i = x.as<ir::IntImm>())
+      k = et.is_float() ? llvm::ConstantFP::get(st, double(i->value)) : llvm::ConstantInt::get(st, uint64_t(i->value), true);
+    KT_CHECK(k, "a select between a load and a constant of another kind");
+    auto* at = llvm::ArrayType::get(st, uint64_t(lanes));
+    llvm::Constant* init = llvm::ConstantArray::get(at, std::vector<llvm::Constant*>(size_t(lanes), k));
+    llvm::Constant*& g = constants_[init];
+    if (!g) {
+      auto* gv = new llvm::GlobalVariable(mod_, at, /*isConstant=*/true, llvm::GlobalValue::PrivateLinkage, init,
+                                          "ktune.constant");
+      gv->setUnnamedAddr(llvm::GlobalValue::UnnamedAddr::Global);
+      gv->setAlignment(llvm::Align(64));
+      g = gv;
+    }
+    return g;
+  }
+
+  // `c ? load : k` for a scalar condition c and a constant k: the load reads the constant's
+  // storage where c (or an enclosing speculated arm's condition) fails.
+  llvm::Value* emit_load_or_constant(const ir::Load* load, llvm::Value* c, const Expr& k) {
+    llvm::Value* saved = safe_;
+    safe_ = saved ? b_.CreateAnd(saved, c) : c;
+    const int lanes = load->index.type().lanes;
+    llvm::Value* v = emit_load(load, constant_storage(k, load->buffer->dtype.element_of(), lanes));
+    safe_ = saved;
+    return v;
+  }
+
+  // `otherwise`: inside a speculated arm (safe_ set), where the arm is not chosen read from
+  // here instead of the buffer's first element.
+  llvm::Value* emit_load(const ir::Load* op, llvm::Constant* otherwise = nullptr) {
     ir::Type et = op->buffer->dtype.element_of();
     llvm::Type* st = storage_type(et);
     llvm::Align align(uint64_t(et.bytes()));
@@ -703,6 +784,18 @@ class CodeGenLLVM {
       }
       if (et.is_bool()) v = b_.CreateICmpNE(v, llvm::Constant::getNullValue(v->getType()));
       return v;
+    }
+    if (safe_) {
+      // Inside a speculated select arm: where the arm is not chosen, read the first element
+      // (a contiguous read too long for the buffer is masked instead).
+      llvm::Value* base = otherwise ? otherwise : buffer_pointer(op->buffer.get());
+      if (!otherwise && a.kind == Address::Contiguous && op->buffer->num_elements() < a.lanes) {
+        auto* vt = llvm::FixedVectorType::get(st, a.lanes);
+        v = b_.CreateMaskedLoad(vt, a.ptr, align, splat(safe_, a.lanes), llvm::Constant::getNullValue(vt));
+        if (et.is_bool()) v = b_.CreateICmpNE(v, llvm::Constant::getNullValue(v->getType()));
+        return v;
+      }
+      a.ptr = b_.CreateSelect(safe_, a.ptr, a.kind == Address::Gather ? splat(base, a.lanes) : base);
     }
     switch (a.kind) {
       case Address::Scalar:
@@ -1049,6 +1142,8 @@ class CodeGenLLVM {
   bool in_parallel_ = false;
   int num_parallel_ = 0;
   llvm::Value* mask_ = nullptr;  // lanes whose loads may run (inside a vector select arm)
+  llvm::Value* safe_ = nullptr;  // whether loads may run (inside a speculated scalar select arm)
+  std::map<llvm::Constant*, llvm::Constant*> constants_;  // constant_storage: initializer -> global
 };
 
 void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {

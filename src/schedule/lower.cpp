@@ -75,7 +75,7 @@ int64_t saturating_add(int64_t a, int64_t b) { return std::min(kManySteps, a + b
 int64_t saturating_mul(int64_t a, int64_t b) { return a > kManySteps / std::max<int64_t>(b, 1) ? kManySteps : a * b; }
 
 // Statements a loop nest executes (stores and evaluates; loops of unknown extent count as
-// many), for the unroll pragma.
+// many; a vectorized loop runs its body once, as vectors), for the unroll pragma.
 int64_t dynamic_steps(const Stmt& s) {
   if (!s.defined()) return 0;
   switch (s.kind()) {
@@ -83,7 +83,7 @@ int64_t dynamic_steps(const Stmt& s) {
       const auto* f = s.as<ir::For>();
       int64_t e = 0;
       if (!ir::is_const_int(f->extent, &e)) return kManySteps;
-      return saturating_mul(dynamic_steps(f->body), e);
+      return f->for_kind == ir::ForKind::Vectorized ? dynamic_steps(f->body) : saturating_mul(dynamic_steps(f->body), e);
     }
     case ir::StmtKind::Block: {
       int64_t n = 0;
@@ -548,7 +548,8 @@ class Lowerer {
     std::vector<ir::ForKind> kinds(n);
     for (int p = 0; p < n; ++p) kinds[p] = for_kind(stage.leaf_iter(p).annotation);
     // As TVM's auto_unroll_max_step, a loop is unrolled while the steps its body runs (the
-    // update, and the nests of stages computed inside it) times its extent fit.
+    // update, and the nests of stages computed inside it) times its extent fit. A vectorized
+    // loop counts once: it becomes one vector statement (TVM vectorizes before it unrolls).
     if (stage.auto_unroll_max_step > 0) {
       int64_t steps = 1;
       for (int p = n - 1; p >= 0; --p) {
@@ -556,7 +557,7 @@ class Lowerer {
         auto at = at_pos.find(p);
         if (at != at_pos.end())
           for (auto& [ps, st] : at->second) steps = saturating_add(steps, dynamic_steps(st));
-        steps = saturating_mul(steps, leaf_ext[p]);
+        if (kinds[p] != ir::ForKind::Vectorized) steps = saturating_mul(steps, leaf_ext[p]);
         if (steps > stage.auto_unroll_max_step) break;
         if (kinds[p] == ir::ForKind::Serial) kinds[p] = ir::ForKind::Unrolled;
       }
@@ -568,6 +569,26 @@ class Lowerer {
         first_reduce = p;
         break;
       }
+
+    // A register tile: the innermost run of unrolled spatial loops (around at most one
+    // vectorized loop) is emitted longest loop outermost. Its iterations are independent
+    // (each updates its own element), so any order computes the same; with the short loop
+    // innermost, the operands only that loop indexes are reused by the next copies of the body
+    // and few of them are live at once. (A 2 x 14 tile of accumulators whose 14 input
+    // broadcasts were reused across the 2 outer copies kept 28 + 14 vectors live and spilled,
+    // at a third of the speed.)
+    std::vector<int> order(n);
+    for (int p = 0; p < n; ++p) order[p] = p;
+    const int tile_end = n > 0 && kinds[n - 1] == ir::ForKind::Vectorized ? n - 1 : n;
+    int tile_begin = tile_end;
+    while (tile_begin > 0 && kinds[tile_begin - 1] == ir::ForKind::Unrolled &&
+           stage.leaf_iter(tile_begin - 1).kind == IterKind::Spatial)
+      --tile_begin;
+    bool attached_in_tile = false;
+    for (int p = tile_begin; p < n; ++p) attached_in_tile = attached_in_tile || at_pos.count(p) > 0;
+    if (!attached_in_tile)
+      std::stable_sort(order.begin() + tile_begin, order.begin() + tile_end,
+                       [&](int a, int b) { return leaf_ext[a] > leaf_ext[b]; });
 
     // Init nest: the spatial loops inside the first reduction loop, with fresh variables.
     auto build_init = [&]() -> Stmt {
@@ -586,7 +607,8 @@ class Lowerer {
     };
 
     Stmt nest = update;
-    for (int p = n - 1; p >= 0; --p) {
+    for (int k = n - 1; k >= 0; --k) {
+      const int p = order[k];
       auto at = at_pos.find(p);
       if (at != at_pos.end()) {
         std::vector<Stmt> seq;

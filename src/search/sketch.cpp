@@ -47,6 +47,21 @@ bool needs_tiling(const te::Operation& op) {
   return false;
 }
 
+// A tensor read inside an arm of a select (padding: select(h >= pad && ..., I[h - pad], 0)).
+bool has_guarded_read(const te::Operation& op) {
+  bool found = false;
+  auto reads = [](const ir::Expr& e) {
+    bool r = false;
+    ir::post_order_visit(e, [&](const ir::Expr& x) { r = r || x.as<ir::TensorRead>() != nullptr; });
+    return r;
+  };
+  if (op.body.defined())
+    ir::post_order_visit(op.body, [&](const ir::Expr& e) {
+      if (const auto* sel = e.as<ir::Select>()) found = found || reads(sel->true_value) || reads(sel->false_value);
+    });
+  return found;
+}
+
 bool has_call(const te::Operation& op) {
   bool found = false;
   ir::post_order_visit(op.body, [&](const ir::Expr& e) { found = found || e.as<ir::Call>() != nullptr; });
@@ -167,21 +182,48 @@ Tiling tile(SketchState& ss, int s, const std::string& structure) {
 using Cond = SketchRule::Condition;
 using Next = std::vector<std::pair<SketchState, int>>;
 
+// Ansor's strict inlineability: element-wise, not an output, no expensive call.
+bool strictly_inlineable(const SketchState& ss, int s) {
+  const Stage& st = ss.state.stage(s);
+  return !st.op.is_output && st.op.reduce == te::ReduceKind::None && !has_call(st.op) &&
+         st.location == ComputeLocation::Root && !is_pack_stage(ss.sketch, st.op.name) && st.relations.empty();
+}
+
 class AlwaysInline : public SketchRule {
  public:
   const char* name() const override { return "always_inline"; }
   Cond condition(const SketchState& ss, int s) const override {
-    const Stage& st = ss.state.stage(s);
-    const bool inlineable = !st.op.is_output && st.op.reduce == te::ReduceKind::None && !has_call(st.op) &&
-                            st.location == ComputeLocation::Root && !is_pack_stage(ss.sketch, st.op.name) &&
-                            st.relations.empty();
-    return inlineable ? Cond::ApplyAndSkipRest : Cond::Skip;
+    return strictly_inlineable(ss, s) && !has_guarded_read(ss.state.stage(s).op) ? Cond::ApplyAndSkipRest : Cond::Skip;
   }
   Next apply(const SketchState& ss, int s) const override {
     SketchState n = ss;
     n.apply(ComputeInlineStep{s});
     n.sketch.rules.push_back(n.state.stage(s).op.name + ": always_inline");
     return {{n, s - 1}};
+  }
+};
+
+// ktune's rule: a strictly inlineable stage that reads inside a select (padding) is inlined
+// in one sketch and kept at root in another. Inlined, its condition and guarded load sit in
+// the consumer's innermost loop, once per element read: a convolution's register tile of
+// broadcasts then needs an address select per broadcast, about half the speed of the same
+// schedule reading a padded copy (conv2d_nchwc, C=K=128, 28x28). Kept, it is one pass over
+// the padded tensor, parallel and vectorized like any root stage.
+class InlineOrRootGuarded : public SketchRule {
+ public:
+  const char* name() const override { return "inline_or_root_guarded"; }
+  Cond condition(const SketchState& ss, int s) const override {
+    return strictly_inlineable(ss, s) && has_guarded_read(ss.state.stage(s).op) ? Cond::ApplyAndSkipRest : Cond::Skip;
+  }
+  Next apply(const SketchState& ss, int s) const override {
+    const std::string& name = ss.state.stage(s).op.name;
+    SketchState inl = ss;
+    inl.apply(ComputeInlineStep{s});
+    inl.sketch.rules.push_back(name + ": always_inline");
+    SketchState root = ss;
+    root.sketch.at_root.push_back(name);
+    root.sketch.rules.push_back(name + ": root_guarded");
+    return {{inl, s - 1}, {root, s - 1}};
   }
 };
 
@@ -332,6 +374,7 @@ const std::vector<std::unique_ptr<SketchRule>>& sketch_rules(target::TargetKind 
   static const std::vector<std::unique_ptr<SketchRule>> cpu = [] {
     std::vector<std::unique_ptr<SketchRule>> r;
     r.push_back(std::make_unique<AlwaysInline>());
+    r.push_back(std::make_unique<InlineOrRootGuarded>());
     r.push_back(std::make_unique<AddCacheWrite>());
     r.push_back(std::make_unique<AddCachePack>());
     r.push_back(std::make_unique<MultiLevelTilingWithFusion>());
@@ -394,15 +437,20 @@ std::string Sketch::to_string(std::shared_ptr<const te::ComputeDAG> dag) const {
 Annotator::Annotator(std::shared_ptr<const te::ComputeDAG> dag, target::Target t, uint64_t seed)
     : dag_(std::move(dag)), target_(std::move(t)), rng_(seed) {}
 
-std::vector<int64_t> Annotator::random_lengths(int64_t extent, int parts, int64_t inner_max) {
+std::vector<int64_t> Annotator::random_lengths(int64_t extent, int parts, int64_t inner_max, int64_t lanes) {
   // An ordered factorization extent = f0 * f1 * ... * f(parts-1) (f0 outermost); returns
-  // f1..f(parts-1). The innermost factor is at most inner_max.
+  // f1..f(parts-1). The innermost factor is at most inner_max; with lanes > 1 it is a
+  // multiple of lanes (whole vectors) with probability 0.8 when the extent has such divisors.
   std::vector<int64_t> f(parts);
   int64_t rest = extent;
   for (int k = parts - 1; k >= 1; --k) {
-    std::vector<int64_t> ds;
+    std::vector<int64_t> ds, whole;
     for (int64_t d : divisors(rest))
-      if (k != parts - 1 || d <= inner_max) ds.push_back(d);
+      if (k != parts - 1 || d <= inner_max) {
+        ds.push_back(d);
+        if (k == parts - 1 && lanes > 1 && d % lanes == 0) whole.push_back(d);
+      }
+    if (!whole.empty() && std::uniform_real_distribution<double>(0, 1)(rng_) < 0.8) ds = whole;
     f[k] = ds[std::uniform_int_distribution<size_t>(0, ds.size() - 1)(rng_)];
     rest /= f[k];
   }
@@ -414,6 +462,7 @@ void Annotator::change_compute_locations(State& st, const Sketch& sk) {
     const Stage& stage = st.stage(s);
     if (stage.op.is_output || stage.location == ComputeLocation::Inlined) continue;
     if (std::find(sk.tiled.begin(), sk.tiled.end(), stage.op.name) != sk.tiled.end()) continue;
+    if (std::find(sk.at_root.begin(), sk.at_root.end(), stage.op.name) != sk.at_root.end()) continue;
     if (stage.location == ComputeLocation::At) continue;  // placed by a rule
     auto cs = consumers(st, s);
     if (cs.size() != 1 || st.stage(cs[0]).location == ComputeLocation::Inlined) continue;
@@ -516,8 +565,12 @@ State Annotator::annotate(const Sketch& sk) {
       continue;
     }
     SplitStep sp = std::get<SplitStep>(sk.steps[i].v);
-    const int64_t ext = st.stage(sp.stage).leaf_iter(sp.iter).extent;
-    sp.lengths = random_lengths(ext, int(sp.lengths.size()) + 1, 64);
+    const Stage& stage = st.stage(sp.stage);
+    const int64_t ext = stage.leaf_iter(sp.iter).extent;
+    // The last spatial axis ends innermost in a tiling, where vectorize() finds it.
+    const bool vector_axis = stage.leaf[sp.iter] == int(stage.op.axes.size()) - 1;
+    const int64_t lanes = vector_axis ? target_.vector_lanes(stage.op.dtype.bits) : 1;
+    sp.lengths = random_lengths(ext, int(sp.lengths.size()) + 1, 64, lanes);
     st.apply(sp);
   }
   change_compute_locations(st, sk);

@@ -60,7 +60,8 @@ struct AnnotateStep {
 };
 // Stage-level pragma on a loop: "auto_unroll_max_step" = value unrolls the inner loops of
 // the stage (from the innermost outwards) while the steps they run <= value: a loop's
-// extent times its body's steps, the update and the nests of stages computed inside it.
+// extent times its body's steps, the update and the nests of stages computed inside it (a
+// vectorized loop counts once: its body becomes one vector statement).
 struct PragmaStep {
   int stage, iter;
   std::string name;

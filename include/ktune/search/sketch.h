@@ -9,7 +9,8 @@
 //
 // Annotation turns a sketch into a complete schedule: it replays the steps, filling each
 // split hole with a random ordered factorization of the loop's extent (innermost factor
-// <= 64) (a fused consumer's follow_split steps then follow its producer's tiling), then
+// <= 64, and for the last spatial axis mostly whole vectors of the target) (a fused
+// consumer's follow_split steps then follow its producer's tiling), then
 // changes the compute location of untiled stages, splits the innermost spatial
 // loop of untiled root stages by a random divisor (<= 64), fuses the outer spatial loops
 // of each root stage into one parallel loop, vectorizes the innermost spatial loop, and
@@ -39,6 +40,7 @@ struct Sketch {
   std::vector<schedule::Step> steps;  // split steps of holes carry placeholder lengths of 1
   std::vector<SplitHole> holes;
   std::vector<std::string> tiled;     // stages tiled by a rule (annotation leaves their location)
+  std::vector<std::string> at_root;   // stages a rule keeps at root (annotation leaves them there)
   std::vector<std::string> rules;     // "C.local: multi_level_tiling_with_fusion(level 2)", ...
 
   // Readable: one step per line, holes shown as '?'.
@@ -64,8 +66,9 @@ class SketchRule {
   virtual std::vector<std::pair<SketchState, int>> apply(const SketchState& s, int stage) const = 0;
 };
 
-// The ordered rule table for a target kind (CPU: AlwaysInline, AddCacheWrite, AddCachePack,
-// MultiLevelTilingWithFusion, MultiLevelTiling, TileLayoutChange, SkipStage).
+// The ordered rule table for a target kind (CPU: AlwaysInline, InlineOrRootGuarded,
+// AddCacheWrite, AddCachePack, MultiLevelTilingWithFusion, MultiLevelTiling,
+// TileLayoutChange, SkipStage).
 const std::vector<std::unique_ptr<SketchRule>>& sketch_rules(target::TargetKind kind);
 
 std::vector<Sketch> generate_sketches(std::shared_ptr<const te::ComputeDAG> dag, const target::Target& t);
@@ -82,7 +85,7 @@ class Annotator {
   std::mt19937_64& rng() { return rng_; }
 
  private:
-  std::vector<int64_t> random_lengths(int64_t extent, int parts, int64_t inner_max);
+  std::vector<int64_t> random_lengths(int64_t extent, int parts, int64_t inner_max, int64_t lanes);
   void change_compute_locations(schedule::State& st, const Sketch& sk);
   void split_innermost(schedule::State& st, const Sketch& sk);
   void parallelize(schedule::State& st);
