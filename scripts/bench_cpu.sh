@@ -3,9 +3,10 @@
 # layers, MobileNet-v2 depthwise layers) and OpenBLAS (sgemm), timed by
 # scripts/bench/baselines.cpp with ktune's protocol, and ktune tuning the same workloads
 # (plus, optionally, records from existing tuning logs and replayed hand-written schedules).
-# A conv2d layer is tuned with each ktune kernel that computes it: conv2d (NCHW) and
-# conv2d_nchwc (blocked NCHW16c, the layout oneDNN picks; conversions are outside the timed
-# kernel, as oneDNN's reorders are). Prints, per thread count, a table of GFLOP/s of each
+# A conv2d layer is tuned with each ktune kernel that computes it: conv2d (NCHW),
+# conv2d_nhwc and conv2d_nchwc (blocked NCHW16c), the layouts oneDNN picks among (layout
+# conversions are outside the timed kernel, as oneDNN's reorders are; --ktune-kernels
+# picks some). Prints, per thread count, a table of GFLOP/s of each
 # ktune kernel and each baseline, and the ratio of ktune's best to the best baseline, with
 # the geometric mean of the ratio per group.
 #
@@ -22,9 +23,11 @@
 #   --ktune-log LOG        also take ktune's best valid record per workload and thread count
 #                          from this existing tuning log (may repeat)
 #   --ktune-schedules DIR  replay every DIR/*.json schedule ({"kernel","params","steps"}) with
-#                          `ktune replay`, when this ktune has that command
+#                          `ktune replay`, when this ktune has that command: right after the
+#                          baselines of the workload it computes, the others at the end
 #   --no-tune              do not tune (ktune numbers only from --ktune-log / --ktune-schedules)
-#   --repeat R             baselines: best of R runs of the timing protocol (default 3)
+#   --repeat R             baselines and replayed schedules: best of R runs of the timing
+#                          protocol (default 3)
 #   --wait-idle S          before each measurement, wait up to S seconds (default 2; 0: do
 #                          not wait) for the other processes to use < 0.25 cores; the load
 #                          seen (always sampled) is kept in busy.tsv and summarised below
@@ -32,10 +35,11 @@
 #   --out DIR              keep the raw results here, a new or empty folder
 #                          (default: build/bench/cpu-DATE)
 #
-# Duration on the 2-core development machine (shared, busy): --quick at "1 2" about 5
-# minutes; the full set at "1 2" with budget 32 about 55 minutes, almost all of it ktune
-# tuning (the big matmuls' tunes take 3-8 minutes each: slow candidates run until their
-# 10 s timeout); the baselines alone (--no-tune) about 1.5 minutes. Environment: KTUNE (ktune binary, default build/ktune),
+# Duration on the 2-core development machine (shared, busy), measured when conv2d layers
+# were tuned with conv2d only: --quick at "1 2" about 5 minutes; the full set at "1 2"
+# with budget 32 about 55 minutes, almost all of it ktune tuning (the big matmuls' tunes
+# take 3-8 minutes each: slow candidates run until their 10 s timeout); each further conv
+# layout adds the conv2d tunes again; the baselines alone (--no-tune) about 1.5 minutes. Environment: KTUNE (ktune binary, default build/ktune),
 # KTUNE_BUDGET, KTUNE_FLAGS (more ktune flags for the tunes, e.g. --strategy=random), CXX (default g++),
 # BENCH_DIR (where the baselines program and the default --out go, default build/bench).
 set -euo pipefail
@@ -226,6 +230,39 @@ except ValueError:
 print("null")'
 }
 
+# Replays the schedules of $schedules that compute workload $1 ('-': those computing none of
+# the workloads) with $2 threads, each right after waiting for a quiet machine; like the
+# baselines, the best of --repeat runs counts.
+replay_schedules() {
+  local sid f f_abs res g x k
+  while IFS=$'\t' read -r sid f; do
+    [ "$sid" = "$1" ] || continue
+    echo "bench_cpu.sh: [$2 thread(s)] replaying $(basename "$f")" >&2
+    wait_for_idle "$(basename "$f")" "$2"
+    # The replay command's flags are not settled: try --json, then plain text. Run in $out
+    # so that a default log lands there.
+    f_abs="$(cd "$(dirname "$f")" && pwd)/$(basename "$f")"
+    g=null
+    for ((k = 0; k < repeat; k++)); do
+      res=$(cd "$out" && "$ktune" replay "$f_abs" --threads="$2" --json 2>> "$out/ktune-stderr.txt") ||
+        res=$(cd "$out" && "$ktune" replay "$f_abs" --threads="$2" 2>> "$out/ktune-stderr.txt") || true
+      x=$(printf '%s' "$res" | gflops_of)
+      if [ "$g" = null ] || { [ "$x" != null ] && awk -v a="$x" -v b="$g" 'BEGIN { exit !(a > b) }'; }; then g=$x; fi
+    done
+    [ "$g" = null ] && echo "$(basename "$f") threads=$2: replay gave no time (see ktune-stderr.txt)" | tee -a "$out/errors.txt" >&2
+    python3 -c 'import json, sys
+f, t, g = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = json.load(open(f))
+print(json.dumps({"source": "replay", "file": f, "kernel": s.get("kernel"), "params": s.get("params", {}),
+                  "threads": t, "gflops": None if g == "null" else float(g)}))' "$f" "$2" "$g" >> "$out/ktune.jsonl"
+  done < "$out/schedules.tsv"
+}
+if [ "$replay" = 1 ]; then
+  # A schedule of a listed workload is replayed right after that workload's baselines.
+  python3 "$root/scripts/bench/report_cpu.py" --workloads "$out/workloads.tsv" \
+    --match-schedules "$schedules"/*.json > "$out/schedules.tsv"
+fi
+
 for t in $threads; do
   export OMP_NUM_THREADS="$t" OPENBLAS_NUM_THREADS="$t"
   i=0
@@ -254,6 +291,7 @@ for t in $threads; do
         "$baselines" --lib openblas --threads "$t" --repeat "$repeat" --only "$id" >> "$out/baselines.jsonl" 2>> "$out/baselines.txt" ||
           echo "$id threads=$t: OpenBLAS baseline failed (see baselines.txt)" | tee -a "$out/errors.txt" >&2
       fi
+      [ "$replay" = 1 ] && replay_schedules "$id" "$t"
     fi
     if [ "$tune" = 1 ] && { [ -z "$ktune_kernels" ] || [[ ",$ktune_kernels," == *",$kernel,"* ]]; }; then
       echo "== $id, $kernel, $t thread(s)" >> "$out/ktune-stderr.txt"
@@ -271,24 +309,7 @@ except Exception: print("null")')
     fi
   done < "$out/workloads.tsv"
 
-  if [ "$replay" = 1 ]; then
-    for f in "$schedules"/*.json; do
-      [ -e "$f" ] || continue
-      echo "bench_cpu.sh: [$t thread(s)] replaying $(basename "$f")" >&2
-      # The replay command's flags are not settled: try --json, then plain text. Run in $out
-      # so that a default log lands there.
-      f_abs="$(cd "$(dirname "$f")" && pwd)/$(basename "$f")"
-      res=$(cd "$out" && "$ktune" replay "$f_abs" --threads="$t" --json 2>> "$out/ktune-stderr.txt") ||
-        res=$(cd "$out" && "$ktune" replay "$f_abs" --threads="$t" 2>> "$out/ktune-stderr.txt") || true
-      g=$(printf '%s' "$res" | gflops_of)
-      [ "$g" = null ] && echo "$(basename "$f") threads=$t: replay gave no time (see ktune-stderr.txt)" | tee -a "$out/errors.txt" >&2
-      python3 -c 'import json, sys
-f, t, g = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-s = json.load(open(f))
-print(json.dumps({"source": "replay", "file": f, "kernel": s.get("kernel"), "params": s.get("params", {}),
-                  "threads": t, "gflops": None if g == "null" else float(g)}))' "$f" "$t" "$g" >> "$out/ktune.jsonl"
-    done
-  fi
+  [ "$replay" = 1 ] && replay_schedules - "$t"
 done
 elapsed=$(( $(date +%s) - start ))
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -50,6 +50,25 @@ def params_match(wl_params, params):
     return True
 
 
+def read_workloads(path):
+    """The workloads in order, each {"id", "group", "kernels": ktune kernel -> its params}."""
+    workloads, by_id = [], {}
+    with open(path) as f:
+        for line in f:
+            wid, group, kernel, flags, _macs = line.rstrip("\n").split("\t")
+            if wid not in by_id:
+                by_id[wid] = {"id": wid, "group": group, "kernels": {}}
+                workloads.append(by_id[wid])
+            by_id[wid]["kernels"][kernel] = parse_flags(flags)
+    return workloads, by_id
+
+
+def computes(w, kernel, params):
+    """Whether ktune kernel `kernel` with `params` computes workload w."""
+    kp = w["kernels"].get(kernel)
+    return kp is not None and params_match(kp, params)
+
+
 def fmt(x, width=8):
     return f"{x:{width}.1f}" if x is not None else f"{'-':>{width}}"
 
@@ -61,24 +80,27 @@ def geomean(xs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--workloads", required=True)
-    ap.add_argument("--baselines", required=True)
-    ap.add_argument("--ktune", required=True)
-    ap.add_argument("--threads", required=True)
+    ap.add_argument("--baselines")
+    ap.add_argument("--ktune")
+    ap.add_argument("--threads")
     ap.add_argument("--log", action="append", default=[])
     ap.add_argument("--markdown")
     ap.add_argument("--busy")
     ap.add_argument("--wait-idle", type=int, default=0)
+    ap.add_argument("--match-schedules", nargs="*", metavar="FILE",
+                    help="only print 'ID<TAB>FILE' per schedule file: the workload it computes ('-': none)")
     a = ap.parse_args()
 
-    workloads = []  # in order; "kernels": ktune kernel -> its params for this workload
-    by_id = {}
-    with open(a.workloads) as f:
-        for line in f:
-            wid, group, kernel, flags, macs = line.rstrip("\n").split("\t")
-            if wid not in by_id:
-                by_id[wid] = {"id": wid, "group": group, "kernels": {}}
-                workloads.append(by_id[wid])
-            by_id[wid]["kernels"][kernel] = parse_flags(flags)
+    workloads, by_id = read_workloads(a.workloads)
+    if a.match_schedules is not None:
+        for path in a.match_schedules:
+            with open(path) as f:
+                s = json.load(f)
+            ids = [w["id"] for w in workloads if computes(w, s.get("kernel"), s.get("params") or {})]
+            print(f"{ids[0] if ids else '-'}\t{path}")
+        return
+    if not (a.baselines and a.ktune and a.threads):
+        ap.error("--baselines, --ktune and --threads are required")
     threads = [int(t) for t in a.threads.split()]
 
     base = {}  # (workload, threads, lib/variant) -> gflops
@@ -99,8 +121,7 @@ def main():
         elif r["source"] == "replay":
             hit = False
             for w in workloads:
-                kp = w["kernels"].get(r.get("kernel"))
-                if kp is not None and params_match(kp, r.get("params") or {}):
+                if computes(w, r.get("kernel"), r.get("params") or {}):
                     key = (w["id"], r["threads"], r["kernel"])
                     replayed[key] = max(replayed.get(key, 0), r["gflops"])
                     hit = True
@@ -118,8 +139,7 @@ def main():
             if "dtype" in wl:
                 params.setdefault("dtype", wl["dtype"])
             for w in workloads:
-                kp = w["kernels"].get(wl.get("kernel"))
-                if kp is not None and params_match(kp, params):
+                if computes(w, wl.get("kernel"), params):
                     key = (w["id"], r.get("threads"), wl["kernel"])
                     from_log[key] = max(from_log.get(key, 0), res["gflops"])
 
