@@ -650,11 +650,13 @@ class CodeGenLLVM {
       if (fl && is_constant(op->true_value)) return emit_load_or_constant(fl, b_.CreateNot(c), op->true_value);
     }
     if (!c->getType()->isVectorTy() && !mask_ && speculatable(op->true_value) && speculatable(op->false_value)) {
+      // A condition computed inside a speculated arm may be poison where that arm is not
+      // chosen: combine conditions with a logical and, which then yields false.
       llvm::Value* saved = safe_;
-      safe_ = saved ? b_.CreateAnd(saved, c) : c;
+      safe_ = saved ? b_.CreateLogicalAnd(saved, c) : c;
       llvm::Value* t = emit(op->true_value);
       llvm::Value* not_c = b_.CreateNot(c);
-      safe_ = saved ? b_.CreateAnd(saved, not_c) : not_c;
+      safe_ = saved ? b_.CreateLogicalAnd(saved, not_c) : not_c;
       llvm::Value* f = emit(op->false_value);
       safe_ = saved;
       match_lanes(t, f);
@@ -697,10 +699,10 @@ class CodeGenLLVM {
     const int lanes = int(llvm::cast<llvm::FixedVectorType>(c->getType())->getNumElements());
     llvm::Value* saved = mask_;
     llvm::Value* outer = saved ? saved : safe_ ? splat(safe_, lanes) : nullptr;
-    mask_ = outer ? b_.CreateAnd(outer, c) : c;
+    mask_ = outer ? b_.CreateLogicalAnd(outer, c) : c;
     llvm::Value* t = emit(op->true_value);
     llvm::Value* not_c = b_.CreateNot(c);
-    mask_ = outer ? b_.CreateAnd(outer, not_c) : not_c;
+    mask_ = outer ? b_.CreateLogicalAnd(outer, not_c) : not_c;
     llvm::Value* f = emit(op->false_value);
     mask_ = saved;
     match_lanes(t, f);
@@ -739,15 +741,15 @@ class CodeGenLLVM {
   // storage where c (or an enclosing speculated arm's condition) fails.
   llvm::Value* emit_load_or_constant(const ir::Load* load, llvm::Value* c, const Expr& k) {
     llvm::Value* saved = safe_;
-    safe_ = saved ? b_.CreateAnd(saved, c) : c;
+    safe_ = saved ? b_.CreateLogicalAnd(saved, c) : c;
     const int lanes = load->index.type().lanes;
     llvm::Value* v = emit_load(load, constant_storage(k, load->buffer->dtype.element_of(), lanes));
     safe_ = saved;
     return v;
   }
 
-  // `otherwise`: inside a speculated arm (safe_ set), where the arm is not chosen read from
-  // here instead of the buffer's first element.
+  // `otherwise`: where a speculated arm (safe_) is not chosen, the load reads this constant's
+  // storage instead of the buffer's first element.
   llvm::Value* emit_load(const ir::Load* op, llvm::Constant* otherwise = nullptr) {
     ir::Type et = op->buffer->dtype.element_of();
     llvm::Type* st = storage_type(et);
@@ -1146,6 +1148,17 @@ class CodeGenLLVM {
   std::map<llvm::Constant*, llvm::Constant*> constants_;  // constant_storage: initializer -> global
 };
 
+// The most loads and stores in one basic block of `f`.
+int max_block_memory_ops(const llvm::Function& f) {
+  int most = 0;
+  for (const llvm::BasicBlock& bb : f) {
+    int n = 0;
+    for (const llvm::Instruction& i : bb) n += llvm::isa<llvm::LoadInst>(i) || llvm::isa<llvm::StoreInst>(i);
+    most = std::max(most, n);
+  }
+  return most;
+}
+
 void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
@@ -1155,7 +1168,19 @@ void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
   pto.LoopVectorization = true;
   pto.SLPVectorization = true;
   pto.LoopUnrolling = true;
-  llvm::PassBuilder pb(&tm, pto);
+  // LLVM's loop access analysis is quadratic in the memory accesses of a loop body: on a loop
+  // whose body is a large unrolled tile, loop-load elimination and the loop vectorizer took up
+  // to a minute per kernel. Loop-load elimination (forwarding stores across iterations) gains
+  // ktune's loops nothing and never runs; the loop vectorizer is skipped for functions with
+  // such a block (ktune vectorizes what the schedule says itself).
+  llvm::PassInstrumentationCallbacks pic;
+  pic.registerShouldRunOptionalPassCallback([](llvm::StringRef pass, llvm::Any ir) {
+    if (pass == "LoopLoadEliminationPass") return false;
+    if (pass == "LoopVectorizePass")
+      if (const auto* f = llvm::any_cast<const llvm::Function*>(&ir)) return max_block_memory_ops(**f) <= 512;
+    return true;
+  });
+  llvm::PassBuilder pb(&tm, pto, std::nullopt, &pic);
   pb.registerModuleAnalyses(mam);
   pb.registerCGSCCAnalyses(cgam);
   pb.registerFunctionAnalyses(fam);
