@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "ktune/schedule/dag_json.h"
@@ -134,24 +135,25 @@ TEST_CASE("fault plans", "[isolated][faults]") {
 TEST_CASE("a tune survives one fault of every kind and classifies each", "[isolated][faults][e2e]") {
   auto dag = shipped("matmul", {{"M", 32}, {"N", 32}, {"K", 32}});
   const std::string log = temp_path("faults.jsonl");
-  search::TuneOptions opt = quick_options(14);
+  search::TuneOptions opt = quick_options(16);
   opt.log_path = log;
   opt.isolation.enabled = true;
   opt.isolation.run_timeout_s = 0.3;
   opt.isolation.compile_timeout_s = 4;  // far above a real compile, even on a loaded machine
-  opt.isolation.inject_faults = "all:every=2";  // 7 faults, one of each kind, between valid candidates
+  opt.isolation.inject_faults = "all:every=2";  // 8 faults, one of each kind, between valid candidates
   search::TuneResult r = search::tune(dag, target::host_target(), opt);
-  CHECK(r.trials == 14);
-  CHECK(r.valid == 7);
+  CHECK(r.trials == 16);
+  CHECK(r.valid == 8);
   CHECK(r.error_counts["runtime-error"] == 4);  // segv, abort, sigill, oob
   CHECK(r.error_counts["run-timeout"] == 1);
   CHECK(r.error_counts["compile-timeout"] == 1);
+  CHECK(r.error_counts["compile-error"] == 1);
   CHECK(r.error_counts["wrong-answer"] == 1);
   REQUIRE(r.best.has_value());
   CHECK(r.best->valid());
   CHECK(r.best->trial % 2 == 1);  // never a faulty candidate
   const auto records = log::read_log(log).records;
-  REQUIRE(records.size() == 14);
+  REQUIRE(records.size() == 16);
   for (const auto& rec : records) {
     INFO(rec.trial << ": " << rec.error_message);
     if (rec.trial % 2 == 1) {
@@ -163,7 +165,93 @@ TEST_CASE("a tune survives one fault of every kind and classifies each", "[isola
   CHECK_THAT(records[1].error_message, Catch::Contains("SIGSEGV"));
   CHECK_THAT(records[3].error_message, Catch::Contains("SIGABRT"));
   CHECK_THAT(records[5].error_message, Catch::Contains("SIGILL"));
+  CHECK_THAT(records[13].error_message, Catch::Contains("SIGSEGV") && Catch::Contains("while compiling"));
   std::filesystem::remove(log);
+}
+
+TEST_CASE("an isolated batch is measured in order, like in-process, with the cutoff", "[isolated][batch]") {
+  auto dag = dense_relu_dag(24, 20, 12);  // a DAG without a kernel file travels too
+  const target::Target t = target::host_target();
+  runtime::TimingOptions timing;
+  timing.repeat = 3;
+  timing.min_repeat_ms = 0.2;
+  search::IsolationOptions iso;
+  iso.enabled = true;
+  search::IsolatedMeasurer isolated(dag, t, 2, timing, iso);
+  search::Measurer local(dag, t, 2, timing);
+  search::RandomSampler sampler(dag, t, 8);
+  std::vector<schedule::State> states;
+  for (int i = 0; i < 10; ++i) states.push_back(sampler.sample());
+  schedule::State bad(dag);  // replays, does not lower: D computed at a loop of Y split afterwards
+  bad.apply(schedule::ComputeAtStep{0, 1, 1});
+  bad.apply(schedule::SplitStep{1, 1, {2}});
+  states[4] = bad;
+
+  std::vector<size_t> order;
+  search::BatchHooks hooks;
+  hooks.options = [](size_t i) {
+    search::MeasureOptions o;
+    o.slow_cutoff_ms = i % 2 ? 1e-9 : 0;  // odd ones: one timing
+    return o;
+  };
+  hooks.done = [&](size_t i, const search::MeasureResult&) { order.push_back(i); };
+  const std::vector<search::MeasureResult> batch = isolated.measure_batch(states, hooks);
+  REQUIRE(batch.size() == states.size());
+  CHECK(order == std::vector<size_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  for (size_t i = 0; i < states.size(); ++i) {
+    INFO(i << ": " << batch[i].message);
+    const search::MeasureResult one = local.measure(states[i]);
+    CHECK(batch[i].error == one.error);
+    if (i == 4) {
+      CHECK(batch[i].error == runtime::ErrorClass::InvalidSchedule);
+      continue;
+    }
+    REQUIRE(batch[i].valid());
+    CHECK(batch[i].rel_error == Approx(one.rel_error).margin(1e-7));
+    CHECK(batch[i].timing.group_means_ms.size() == (i % 2 ? 1u : 3u));
+  }
+  CHECK(isolated.worker_starts() == 1);
+  CHECK(isolated.stats().candidates == 10);
+
+  // A stop request between candidates: the batch ends after the one in flight.
+  int asked = 0;
+  search::BatchHooks stop;
+  stop.keep_going = [&] { return ++asked <= 3; };  // the group, then candidates 0 and 1
+  CHECK(isolated.measure_batch(states, stop).size() == 2);
+}
+
+TEST_CASE("faults in a batch are pinned on their candidates, also while its group compiles", "[isolated][batch][faults]") {
+  auto dag = shipped("matmul", {{"M", 32}, {"N", 32}, {"K", 32}});
+  const target::Target t = target::host_target();
+  runtime::TimingOptions quick;
+  quick.repeat = 1;
+  quick.min_repeat_ms = 0.2;
+  search::IsolationOptions iso;
+  iso.enabled = true;
+  iso.run_timeout_s = 0.5;
+  iso.compile_timeout_s = 2;
+  // Candidates 3, 6, 9 and 12 (1-based) misbehave; the groups hold 8 (2 threads).
+  iso.inject_faults = "compile-crash+compile-hang+segv+wrong:every=3";
+  search::IsolatedMeasurer isolated(dag, t, 2, quick, iso);
+  search::RandomSampler sampler(dag, t, 4);
+  std::vector<schedule::State> states;
+  for (int i = 0; i < 13; ++i) states.push_back(sampler.sample());
+  const std::vector<search::MeasureResult> r = isolated.measure_batch(states);
+  REQUIRE(r.size() == states.size());
+  using E = runtime::ErrorClass;
+  const std::map<size_t, E> faulty = {{2, E::CompileError}, {5, E::CompileTimeout}, {8, E::RuntimeError}, {11, E::WrongAnswer}};
+  for (size_t i = 0; i < r.size(); ++i) {
+    INFO(i << ": " << r[i].message);
+    if (!faulty.count(i)) {
+      CHECK(r[i].valid());
+      CHECK_THAT(r[i].message, !Catch::Contains("injected fault"));
+      continue;
+    }
+    CHECK(r[i].error == faulty.at(i));
+    CHECK_THAT(r[i].message, Catch::Contains("[injected fault: "));
+  }
+  CHECK_THAT(r[2].message, Catch::Contains("SIGSEGV") && Catch::Contains("while compiling"));
+  CHECK_THAT(r[5].message, Catch::Contains("--compile-timeout=2"));
 }
 
 TEST_CASE("a resumed tune measures nothing twice and refuses another target or kernel", "[resume][e2e]") {

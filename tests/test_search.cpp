@@ -1,5 +1,7 @@
 // The random sampler's schedules lower correctly, and an end-to-end tune of a small matmul
-// writes a parseable log whose best record is verified.
+// writes a parseable log whose best record is verified. Measurement in this process: early
+// rejection of slow candidates, batches compiled in parallel groups, and the tuner's use of
+// both.
 #include <catch2/catch.hpp>
 
 #include <cstdio>
@@ -150,4 +152,148 @@ TEST_CASE("every shipped kernel tunes at a small shape", "[e2e]") {
     CHECK(r.errors == 0);
     CHECK(r.best.has_value());
   }
+}
+
+namespace {
+
+// A state that replays but does not lower: D is computed at a loop of Y that is split after.
+schedule::State unlowerable(const std::shared_ptr<const te::ComputeDAG>& dense_relu) {
+  schedule::State st(dense_relu);
+  st.apply(schedule::ComputeAtStep{0, 1, 1});
+  st.apply(schedule::SplitStep{1, 1, {2}});
+  return st;
+}
+
+runtime::TimingOptions three_groups() {
+  runtime::TimingOptions t;
+  t.repeat = 3;
+  t.min_repeat_ms = 0.2;
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("early rejection: a candidate slower than the cutoff is timed by its verification run", "[measure]") {
+  auto dag = matmul_dag(48, 40, 32);
+  search::Measurer m(dag, target::host_target(), 2, three_groups());
+  search::RandomSampler sampler(dag, target::host_target(), 3);
+  const schedule::State st = sampler.sample();
+  search::MeasureOptions slow;
+  slow.slow_cutoff_ms = 1e-9;  // any run is slower
+  const search::MeasureResult one = m.measure(st, slow);
+  REQUIRE(one.valid());
+  CHECK(one.timing.group_means_ms.size() == 1);
+  CHECK(one.timing.number == 1);
+  CHECK(one.timing.median_ms == one.timing.group_means_ms[0]);
+  CHECK(one.gflops > 0);
+  search::MeasureOptions fast;
+  fast.slow_cutoff_ms = 1e6;  // no run is slower
+  for (const search::MeasureOptions& opt : {fast, search::MeasureOptions{}}) {
+    const search::MeasureResult full = m.measure(st, opt);
+    REQUIRE(full.valid());
+    CHECK(full.timing.group_means_ms.size() == 3);
+  }
+  // Verification comes first: a wrong or failing candidate is never "too slow".
+  auto dr = dense_relu_dag(8, 12, 6);
+  search::Measurer m2(dr, target::host_target(), 2, three_groups());
+  CHECK(m2.measure(unlowerable(dr), slow).error == runtime::ErrorClass::InvalidSchedule);
+}
+
+TEST_CASE("a batch is measured in order, like one at a time; a failing candidate affects no other", "[measure][batch]") {
+  auto dag = dense_relu_dag(24, 20, 12);
+  const target::Target t = target::host_target();
+  search::Measurer m(dag, t, 2, three_groups());
+  search::RandomSampler sampler(dag, t, 5);
+  std::vector<schedule::State> states;
+  for (int i = 0; i < 11; ++i) states.push_back(i == 5 ? unlowerable(dag) : sampler.sample());  // groups of 8 + 3
+
+  std::vector<size_t> order;
+  std::vector<double> cutoffs;
+  search::BatchHooks hooks;
+  hooks.options = [&](size_t i) {
+    search::MeasureOptions o;
+    o.slow_cutoff_ms = i % 2 ? 1e-9 : 0;  // odd ones: one timing
+    cutoffs.push_back(o.slow_cutoff_ms);
+    return o;
+  };
+  hooks.done = [&](size_t i, const search::MeasureResult&) { order.push_back(i); };
+  const std::vector<search::MeasureResult> batch = m.measure_batch(states, hooks);
+  REQUIRE(batch.size() == states.size());
+  CHECK(order == std::vector<size_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
+  CHECK(cutoffs.size() == states.size());
+  for (size_t i = 0; i < states.size(); ++i) {
+    INFO(i << ": " << batch[i].message);
+    const search::MeasureResult alone = m.measure(states[i]);
+    CHECK(batch[i].error == alone.error);
+    CHECK(batch[i].rel_error == Approx(alone.rel_error).margin(1e-7));
+    if (i == 5) {
+      CHECK(batch[i].error == runtime::ErrorClass::InvalidSchedule);
+      CHECK_THAT(batch[i].message, Catch::Contains("split or fused afterwards"));
+      continue;
+    }
+    REQUIRE(batch[i].valid());
+    CHECK(batch[i].compile_ms > 0);
+    CHECK(batch[i].timing.group_means_ms.size() == (i % 2 ? 1u : 3u));
+  }
+
+  // keep_going is asked before each group and each candidate: stopping after the 3rd result
+  // measures exactly 3.
+  int asked = 0;
+  search::BatchHooks stop;
+  stop.keep_going = [&] { return ++asked <= 4; };  // once before the group, then per candidate
+  CHECK(m.measure_batch(states, stop).size() == 3);
+  // The base class measures one at a time through measure().
+  CHECK(m.MeasureBackend::measure_batch({states[0], states[5]}).size() == 2);
+}
+
+namespace {
+
+// Times from a table, in the order measured; records the options the tuner passes.
+class ScriptedBackend : public search::MeasureBackend {
+ public:
+  explicit ScriptedBackend(std::vector<double> times) : times_(std::move(times)) {}
+  search::MeasureResult measure(const schedule::State&) override { return next(search::MeasureOptions{}); }
+  std::vector<search::MeasureResult> measure_batch(const std::vector<schedule::State>& states,
+                                                   const search::BatchHooks& hooks) override {
+    std::vector<search::MeasureResult> out;
+    for (size_t i = 0; i < states.size() && (!hooks.keep_going || hooks.keep_going()); ++i) {
+      out.push_back(next(hooks.options(i)));
+      hooks.done(i, out.back());
+    }
+    return out;
+  }
+  const std::string& reference_kind() const override { return kind_; }
+  std::vector<double> cutoffs;
+
+ private:
+  search::MeasureResult next(const search::MeasureOptions& opt) {
+    cutoffs.push_back(opt.slow_cutoff_ms);
+    search::MeasureResult r;
+    const double t = times_.at(cutoffs.size() - 1);
+    if (t < 0) {
+      r.error = runtime::ErrorClass::WrongAnswer;
+      return r;
+    }
+    r.timing.group_means_ms = {t};
+    r.timing.median_ms = t;
+    r.gflops = 1 / t;
+    return r;
+  }
+  std::vector<double> times_;
+  std::string kind_ = "scripted";
+};
+
+}  // namespace
+
+TEST_CASE("the tuner measures in batches with a cutoff of 3x the best so far", "[measure][batch]") {
+  auto dag = matmul_dag(16, 16, 16);
+  search::TuneOptions opt;
+  opt.strategy = "random";
+  opt.budget = 6;
+  auto backend = std::make_unique<ScriptedBackend>(std::vector<double>{-1, 4, 5, 2, 9, 1});  // -1: wrong answer
+  ScriptedBackend* b = backend.get();
+  search::TuningTask task(dag, target::host_target(), opt, nullptr, std::move(backend));
+  CHECK(task.step(6) == 6);
+  CHECK(b->cutoffs == std::vector<double>{0, 0, 12, 12, 6, 6});
+  CHECK(task.result().best->median_ms == 1);
 }

@@ -17,6 +17,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -169,8 +171,9 @@ MeasureResult result_from_json(const json& j) {
 // ---- faults --------------------------------------------------------------------------------
 
 namespace {
-constexpr Fault kAllFaults[] = {Fault::Segv,        Fault::Abort,          Fault::Illegal,    Fault::OutOfBounds,
-                                Fault::Hang,        Fault::CompileHang,    Fault::WrongAnswer};
+constexpr Fault kAllFaults[] = {Fault::Segv,        Fault::Abort,        Fault::Illegal,
+                                Fault::OutOfBounds, Fault::Hang,         Fault::CompileHang,
+                                Fault::CompileCrash, Fault::WrongAnswer};
 }  // namespace
 
 const char* fault_name(Fault f) {
@@ -182,6 +185,7 @@ const char* fault_name(Fault f) {
     case Fault::OutOfBounds: return "oob";
     case Fault::Hang: return "hang";
     case Fault::CompileHang: return "compile-hang";
+    case Fault::CompileCrash: return "compile-crash";
     case Fault::WrongAnswer: return "wrong";
   }
   return "?";
@@ -191,7 +195,7 @@ Fault parse_fault(const std::string& name) {
   if (name == "none") return Fault::None;
   for (Fault f : kAllFaults)
     if (name == fault_name(f)) return f;
-  throw UserError("unknown fault '" + name + "' (segv, abort, sigill, oob, hang, compile-hang, wrong, all)");
+  throw UserError("unknown fault '" + name + "' (segv, abort, sigill, oob, hang, compile-hang, compile-crash, wrong, all)");
 }
 
 ErrorClass expected_error(Fault f) {
@@ -203,6 +207,7 @@ ErrorClass expected_error(Fault f) {
     case Fault::OutOfBounds: return ErrorClass::RuntimeError;
     case Fault::Hang: return ErrorClass::RunTimeout;
     case Fault::CompileHang: return ErrorClass::CompileTimeout;
+    case Fault::CompileCrash: return ErrorClass::CompileError;
     case Fault::WrongAnswer: return ErrorClass::WrongAnswer;
   }
   return ErrorClass::None;
@@ -292,6 +297,15 @@ std::string find_worker_executable(const std::string& explicit_path) {
 }
 
 // ---- the tuner's side ----------------------------------------------------------------------
+
+namespace {
+MeasureResult failure(ErrorClass error, std::string message) {
+  MeasureResult r;
+  r.error = error;
+  r.message = std::move(message);
+  return r;
+}
+}  // namespace
 
 struct IsolatedMeasurer::Impl {
   std::shared_ptr<const te::ComputeDAG> dag;
@@ -423,31 +437,93 @@ struct IsolatedMeasurer::Impl {
     return opt.run_timeout_s + 2 * expected_ms / 1000;
   }
 
-  MeasureResult measure(const schedule::State& state) {
-    last_fault = faults.next();
-    const json msg = {{"type", "measure"}, {"steps", schedule::steps_to_json(state.steps())},
-                      {"fault", fault_name(last_fault)}};
+  // Sends a message, starting a worker first if there is none, or another one if the worker
+  // died after its last answer.
+  void send(const json& msg) {
     if (!alive()) start_timed();
-    auto t0 = Clock::now();
-    if (!ch->send(msg)) {  // the worker died after its last result: start another
+    if (!ch->send(msg)) {
       kill_worker();
       start_timed();
-      t0 = Clock::now();
       KT_CHECK(ch->send(msg), "cannot reach the measurement worker");
     }
-    MeasureResult r = wait_result();
-    stats.round_trip_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    // A candidate that computed wrong values or failed while running may have written where it
-    // should not (the worker's heap, its copy of the reference): the next one gets a fresh worker.
-    if (alive() && (r.error == ErrorClass::WrongAnswer || r.error == ErrorClass::RuntimeError)) kill_worker();
-    ++stats.candidates;
-    if (last_fault != Fault::None) r.message += detail::concat(" [injected fault: ", fault_name(last_fault), "]");
-    return r;
   }
 
-  // CPU seconds the worker has used so far (all its threads), from /proc; -1 if unknown.
-  double worker_cpu_s() const {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  // Measures a batch in groups (measurer.h). Per group the worker compiles the candidates in
+  // parallel, reporting when each one starts and ends, then runs them one at a time when
+  // asked. When a worker dies or is stopped before the group is compiled, a candidate whose
+  // compiling thread used up the compile limit is recorded as a compile timeout; a death (or a
+  // limit reached on the wall clock) cannot be pinned on one candidate, so the candidates that
+  // were compiling then are compiled again, each on its own, where it is. Whatever else of the
+  // group was not run is compiled again, in a group, by the next worker, as after any
+  // candidate that kills or retires its worker.
+  std::vector<MeasureResult> measure_batch(const std::vector<schedule::State>& states, const BatchHooks& hooks) {
+    const size_t n = states.size();
+    const size_t group_max = size_t(kGroupPerThread) * size_t(std::max(threads, 1));
+    std::vector<std::optional<Fault>> fault(n);          // drawn when first sent; kept for retries
+    std::vector<std::optional<MeasureResult>> known(n);  // found before its turn (a compile timeout)
+    std::vector<bool> alone(n, false);                   // to be compiled on its own
+    std::map<size_t, size_t> slot;                       // candidate -> its place in the worker's group
+    int group_worker = 0;                                // the worker (by start count) that compiled it
+    std::vector<MeasureResult> out;
+    while (out.size() < n) {
+      const size_t i = out.size();
+      if (known[i]) {
+        deliver(i, *known[i], fault[i].value_or(Fault::None), out, hooks);
+        continue;
+      }
+      if (hooks.keep_going && !hooks.keep_going()) break;
+      if (!slot.count(i) || !alive() || starts != group_worker) {
+        std::vector<size_t> members;
+        for (size_t j = i; j < n && members.size() < group_max; ++j) {
+          if (known[j]) continue;
+          if (alone[j] && !members.empty()) break;
+          members.push_back(j);
+          if (alone[j]) break;
+        }
+        slot.clear();
+        json candidates = json::array();
+        for (size_t k = 0; k < members.size(); ++k) {
+          const size_t j = members[k];
+          if (!fault[j]) fault[j] = faults.next();
+          candidates.push_back({{"steps", schedule::steps_to_json(states[j].steps())}, {"fault", fault_name(*fault[j])}});
+          slot[j] = k;
+        }
+        const auto t0 = Clock::now();
+        send({{"type", "compile"}, {"candidates", std::move(candidates)}});
+        wait_compiled(members, known, alone);
+        group_worker = starts;
+        stats.round_trip_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        continue;
+      }
+      const MeasureOptions opt = hooks.options ? hooks.options(i) : MeasureOptions{};
+      const auto t0 = Clock::now();
+      if (!ch->send({{"type", "run"}, {"index", slot.at(i)}, {"slow_cutoff_ms", opt.slow_cutoff_ms}})) {
+        kill_worker();  // it died after its last answer, taking the group with it
+        continue;
+      }
+      MeasureResult r = wait_result();
+      stats.round_trip_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      // A candidate that computed wrong values or failed while running may have written where
+      // it should not (the worker's heap, its copy of the reference, the group's other code):
+      // the rest of the group goes to a fresh worker.
+      if (alive() && (r.error == ErrorClass::WrongAnswer || r.error == ErrorClass::RuntimeError)) kill_worker();
+      deliver(i, std::move(r), *fault[i], out, hooks);
+    }
+    return out;
+  }
+
+  void deliver(size_t i, MeasureResult r, Fault f, std::vector<MeasureResult>& out, const BatchHooks& hooks) {
+    last_fault = f;
+    ++stats.candidates;
+    if (f != Fault::None) r.message += detail::concat(" [injected fault: ", fault_name(f), "]");
+    out.push_back(std::move(r));
+    if (hooks.done) hooks.done(i, out.back());
+  }
+
+  // CPU seconds used so far by the worker (task < 0: all its threads) or by one of its threads,
+  // from /proc; -1 if unknown.
+  double worker_cpu_s(int64_t task = -1) const {
+    std::ifstream f("/proc/" + std::to_string(pid) + (task < 0 ? "" : "/task/" + std::to_string(task)) + "/stat");
     std::string text;
     if (!std::getline(f, text)) return -1;
     const size_t paren = text.rfind(')');
@@ -462,19 +538,123 @@ struct IsolatedMeasurer::Impl {
     return double(utime + stime) / double(::sysconf(_SC_CLK_TCK));
   }
 
-  // Waits for the candidate's result, enforcing the phase's limit. A limit counts the worker's
-  // work, not the machine's load: it is reached when the worker has used `limit` seconds of
-  // CPU time per thread it may use (one while compiling, `threads` while running), so that a
-  // compile or run merely slowed down by other processes is not killed; a worker that blocks
+  static Clock::duration seconds(double s) {
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  }
+
+  // Waits until the worker has compiled the group `members`. Otherwise the worker is gone, and
+  // what becomes of the members is in `known` (their results) and `alone` (see measure_batch).
+  // Each candidate has the compile limit, counted in CPU time of the thread compiling it, with
+  // the wall-clock backstop of wait_result.
+  void wait_compiled(const std::vector<size_t>& members, std::vector<std::optional<MeasureResult>>& known,
+                     std::vector<bool>& alone) {
+    constexpr double kWallFactor = 4;
+    const double limit_s = opt.compile_timeout_s;
+    struct Compiling {
+      Clock::time_point start, check;
+      int64_t tid = -1;
+      double cpu0 = -1;
+    };
+    std::map<size_t, Compiling> compiling;  // by place in the group
+    Clock::time_point last_event = Clock::now();
+    // The worker ended without pinning the failure on a candidate: the one of a group of one
+    // gets it; otherwise those that were compiling (if none, all) are compiled on their own.
+    auto failed = [&](ErrorClass error, const std::string& message) {
+      if (members.size() == 1) {
+        known[members[0]] = failure(error, message);
+        return;
+      }
+      debug(1) << "isolated measurement: " << message << " (in a group of " << members.size()
+               << "); compiling its suspects again, each on its own\n";
+      for (size_t k = 0; k < members.size(); ++k)
+        if (compiling.empty() || compiling.count(k)) alone[members[k]] = true;
+    };
+    for (;;) {
+      Clock::time_point deadline = last_event + seconds(kWallFactor * limit_s);
+      for (const auto& [k, c] : compiling) deadline = std::min(deadline, c.check);
+      json m;
+      const Channel::Got got = ch->receive(m, deadline);
+      if (got == Channel::Got::Message) {
+        last_event = Clock::now();
+        const std::string type = m.value("type", "");
+        try {
+          if (type == "group") {
+            stats.worker_busy_ms += m.at("busy_ms").get<double>();
+            stats.replay_ms += m.at("replay_ms").get<double>();
+            return;
+          }
+          const size_t k = m.at("index").get<size_t>();
+          if (k < members.size() && type == "compiling") {
+            Compiling& c = compiling[k];
+            c.start = last_event;
+            c.check = c.start + seconds(limit_s);
+            c.tid = m.at("tid").get<int64_t>();
+            c.cpu0 = worker_cpu_s(c.tid);
+            continue;
+          }
+          if (k < members.size() && type == "compiled") {
+            compiling.erase(k);
+            continue;
+          }
+        } catch (const std::exception&) {
+        }
+        failed(ErrorClass::CompileError, "the measurement worker sent a malformed message while compiling the "
+                                         "candidate; it was killed (" + kill_worker() + ")");
+        return;
+      }
+      if (got == Channel::Got::Timeout) {
+        // The candidates whose threads used up the limit; the others are checked again when
+        // they could have.
+        const auto now = Clock::now();
+        std::vector<std::pair<size_t, std::string>> over;
+        bool stuck = compiling.empty();  // nothing compiling, nothing said: the worker is stuck
+        for (auto& [k, c] : compiling) {
+          const double wall = std::chrono::duration<double>(now - c.start).count();
+          const double cpu0 = c.cpu0, cpu1 = cpu0 >= 0 ? worker_cpu_s(c.tid) : -1;
+          const double cpu = cpu1 >= 0 ? cpu1 - cpu0 : -1;
+          if (cpu >= limit_s || (cpu < 0 && wall >= limit_s)) {
+            over.emplace_back(k, detail::concat("compiling the candidate exceeded --compile-timeout=", limit_s,
+                                                " s (it used ", cpu, " s of CPU time in ", wall,
+                                                " s); the worker was killed"));
+          } else if (wall >= kWallFactor * limit_s) {
+            stuck = true;
+          } else {
+            c.check = now + seconds(std::max(std::min(limit_s - cpu, kWallFactor * limit_s - wall), 0.02));
+          }
+        }
+        if (over.empty() && !stuck) continue;
+        kill_worker();
+        for (const auto& [k, why] : over) {
+          known[members[k]] = failure(ErrorClass::CompileTimeout, why);
+          compiling.erase(k);
+        }
+        if (stuck)
+          failed(ErrorClass::CompileTimeout, detail::concat("compiling the candidate exceeded --compile-timeout=", limit_s,
+                                                            " s (", kWallFactor,
+                                                            " times over on the wall clock); the worker was killed"));
+        return;
+      }
+      const std::string death = kill_worker(/*dying=*/got == Channel::Got::Closed);
+      failed(ErrorClass::CompileError,
+             detail::concat("the measurement worker ", got == Channel::Got::Garbled ? "sent a malformed message and " : "",
+                            death, " while compiling the candidate"));
+      return;
+    }
+  }
+
+  // Waits for the result of the candidate the worker was asked to run, enforcing the phase's
+  // limit (running, then timing). A limit counts the worker's work, not the machine's load: it
+  // is reached when the worker has used `limit` seconds of CPU time per thread it may use, so
+  // that a run merely slowed down by other processes is not killed; a worker that blocks
   // without using the CPU is stopped once `kWallFactor` times the limit has passed.
   MeasureResult wait_result() {
     constexpr double kWallFactor = 4;
-    auto seconds = [](double s) { return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)); };
-    MeasurePhase phase = MeasurePhase::Compile;
-    double limit_s = opt.compile_timeout_s;
+    MeasurePhase phase = MeasurePhase::Run;
+    double limit_s = opt.run_timeout_s;
     Clock::time_point phase_start = Clock::now();
     double phase_cpu = worker_cpu_s();
     Clock::time_point deadline = phase_start + seconds(limit_s);
+    const int cpus = std::max(1, threads);
     MeasureResult r;
     for (;;) {
       json m;
@@ -485,13 +665,11 @@ struct IsolatedMeasurer::Impl {
           if (type == "result") {
             MeasureResult res = worker::result_from_json(m.at("result"));
             stats.worker_busy_ms += m.value("busy_ms", 0.0);
-            stats.replay_ms += m.value("replay_ms", 0.0);
             return res;
           }
-          if (type == "phase") {
-            const std::string p = m.at("phase").get<std::string>();
-            phase = p == "run" ? MeasurePhase::Run : MeasurePhase::Time;
-            limit_s = phase == MeasurePhase::Run ? opt.run_timeout_s : time_limit_s(m.at("run_ms").get<double>());
+          if (type == "phase" && m.at("phase").get<std::string>() == "time") {
+            phase = MeasurePhase::Time;
+            limit_s = time_limit_s(m.at("run_ms").get<double>());
             phase_start = Clock::now();
             phase_cpu = worker_cpu_s();
             deadline = phase_start + seconds(limit_s);
@@ -499,34 +677,31 @@ struct IsolatedMeasurer::Impl {
           }
         } catch (const std::exception&) {
         }
-        r.error = phase == MeasurePhase::Compile ? ErrorClass::CompileError : ErrorClass::RuntimeError;
+        r.error = ErrorClass::RuntimeError;
         r.message = "the measurement worker sent a malformed message; it was killed (" + kill_worker() + ")";
         return r;
       }
-      const char* doing = phase == MeasurePhase::Compile ? "compiling" : phase == MeasurePhase::Run ? "running" : "timing";
+      const char* doing = phase == MeasurePhase::Run ? "running" : "timing";
       if (got == Channel::Got::Timeout) {
         const double wall = std::chrono::duration<double>(Clock::now() - phase_start).count();
-        const double cpu_limit = limit_s * (phase == MeasurePhase::Compile ? 1 : std::max(1, threads));
         const double cpu = phase_cpu >= 0 ? worker_cpu_s() - phase_cpu : -1;
-        if (cpu >= 0 && cpu < cpu_limit && wall < kWallFactor * limit_s) {
+        if (cpu >= 0 && cpu < limit_s * cpus && wall < kWallFactor * limit_s) {
           // Slowed down, not stuck: wait until it could have used up its CPU time.
-          const double more = std::min((cpu_limit - cpu) / (phase == MeasurePhase::Compile ? 1 : std::max(1, threads)),
-                                       kWallFactor * limit_s - wall);
+          const double more = std::min((limit_s * cpus - cpu) / cpus, kWallFactor * limit_s - wall);
           deadline = Clock::now() + seconds(std::max(more, 0.02));
           continue;
         }
         kill_worker();
-        r.error = phase == MeasurePhase::Compile ? ErrorClass::CompileTimeout : ErrorClass::RunTimeout;
+        r.error = ErrorClass::RunTimeout;
         r.message = detail::concat(doing, " the candidate exceeded ",
-                                   phase == MeasurePhase::Compile ? "--compile-timeout="
-                                   : phase == MeasurePhase::Run   ? "--run-timeout="
-                                                                  : "the timing limit (expected time + --run-timeout) of ",
+                                   phase == MeasurePhase::Run ? "--run-timeout="
+                                                              : "the timing limit (expected time + --run-timeout) of ",
                                    limit_s, " s (it used ", cpu, " s of CPU time in ", wall,
                                    " s); the worker was killed");
         return r;
       }
       const std::string death = kill_worker(/*dying=*/got == Channel::Got::Closed);
-      r.error = phase == MeasurePhase::Compile ? ErrorClass::CompileError : ErrorClass::RuntimeError;
+      r.error = ErrorClass::RuntimeError;
       r.message = detail::concat("the measurement worker ",
                                  got == Channel::Got::Garbled ? "sent a malformed message and " : "", death, " while ",
                                  doing, " the candidate");
@@ -561,7 +736,11 @@ IsolatedMeasurer::IsolatedMeasurer(std::shared_ptr<const te::ComputeDAG> dag, ta
 
 IsolatedMeasurer::~IsolatedMeasurer() = default;
 
-MeasureResult IsolatedMeasurer::measure(const schedule::State& state) { return impl_->measure(state); }
+MeasureResult IsolatedMeasurer::measure(const schedule::State& state) { return impl_->measure_batch({state}, {}).at(0); }
+std::vector<MeasureResult> IsolatedMeasurer::measure_batch(const std::vector<schedule::State>& states,
+                                                           const BatchHooks& hooks) {
+  return impl_->measure_batch(states, hooks);
+}
 const std::string& IsolatedMeasurer::reference_kind() const { return impl_->reference_kind; }
 int IsolatedMeasurer::worker_starts() const { return impl_->starts; }
 const IsolationStats& IsolatedMeasurer::stats() const { return impl_->stats; }

@@ -1,7 +1,12 @@
-// Candidate measurement with verification against a reference.
+// Candidate measurement with verification against a reference; batches compiled in parallel
+// groups and run one candidate at a time.
 #include "ktune/search/measurer.h"
 
+#include <atomic>
 #include <chrono>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "ktune/ir/interpreter.h"
 #include "ktune/schedule/lower.h"
@@ -72,34 +77,46 @@ void Measurer::compute_reference() {
   debug(1) << "reference for " << dag_->kernel << " computed by the " << reference_.kind << "\n";
 }
 
-MeasureResult Measurer::measure(const schedule::State& state) { return measure(state, nullptr); }
+MeasureResult Measurer::measure(const schedule::State& state) { return measure(state, MeasureOptions{}); }
 
-MeasureResult Measurer::measure(const schedule::State& state, MeasureObserver* observer) {
+MeasureResult Measurer::measure(const schedule::State& state, const MeasureOptions& opt, MeasureObserver* observer) {
+  CompiledCandidate c = compile(state, observer);
+  return run(c, opt, observer);
+}
+
+CompiledCandidate Measurer::compile(const schedule::State& state, MeasureObserver* observer) {
   MeasureObserver none;
   MeasureObserver& obs = observer ? *observer : none;
   obs.on_phase(MeasurePhase::Compile, 0);
-  MeasureResult r;
+  CompiledCandidate c;
+  MeasureResult& r = c.result;
   ir::LoweredFunc f;
   try {
     f = schedule::lower(state, dag_->kernel);
   } catch (const InvalidCandidate& e) {
     r.error = ErrorClass::InvalidSchedule;
     r.message = e.what();
-    return r;
+    return c;
   }
-  std::unique_ptr<runtime::CompiledKernel> k;
   try {
-    k = runner_->compile(f);
-    r.compile_ms = k->compile_ms();
+    c.kernel = runner_->compile(f);
+    r.compile_ms = c.kernel->compile_ms();
   } catch (const InvalidCandidate& e) {
     r.error = ErrorClass::CompileError;
     r.message = e.what();
-    return r;
   } catch (const InternalError& e) {
     r.error = ErrorClass::CompileError;
     r.message = e.what();
-    return r;
   }
+  return c;
+}
+
+MeasureResult Measurer::run(CompiledCandidate& c, const MeasureOptions& opt, MeasureObserver* observer) {
+  const std::unique_ptr<runtime::CompiledKernel> k = std::move(c.kernel);  // freed on return
+  MeasureResult r = c.result;
+  if (!k) return r;
+  MeasureObserver none;
+  MeasureObserver& obs = observer ? *observer : none;
   std::vector<void*> args;
   for (auto& b : inputs_) args.push_back(b.data());
   for (auto& b : outputs_) {
@@ -128,10 +145,71 @@ MeasureResult Measurer::measure(const schedule::State& state, MeasureObserver* o
       return r;
     }
   }
-  obs.on_phase(MeasurePhase::Time, run_ms);
-  r.timing = k->time(args, timing_);
+  if (opt.slow_cutoff_ms > 0 && run_ms > opt.slow_cutoff_ms) {
+    // Too slow to matter: the verification run is its timing.
+    r.timing.group_means_ms = {run_ms};
+    r.timing.median_ms = run_ms;
+    r.timing.number = 1;
+  } else {
+    obs.on_phase(MeasurePhase::Time, run_ms);
+    runtime::TimingOptions timing = timing_;
+    // A run of a group's length has just warmed the caches up: it was the warm-up.
+    if (run_ms >= timing.min_repeat_ms) timing.warmup = 0;
+    r.timing = k->time(args, timing);
+  }
   r.gflops = r.timing.median_ms > 0 ? dag_->flop_count() / (r.timing.median_ms * 1e6) : 0;
   return r;
+}
+
+std::vector<MeasureResult> Measurer::measure_batch(const std::vector<schedule::State>& states,
+                                                   const BatchHooks& hooks) {
+  const auto keep_going = [&] { return !hooks.keep_going || hooks.keep_going(); };
+  const size_t group = size_t(kGroupPerThread) * size_t(runner_->threads());
+  std::vector<MeasureResult> out;
+  for (size_t first = 0; first < states.size(); first += group) {
+    if (!keep_going()) break;
+    std::vector<CompiledCandidate> compiled(std::min(group, states.size() - first));
+    parallel_for_each(compiled.size(), runner_->threads(),
+                      [&](size_t i) { compiled[i] = compile(states[first + i]); });
+    for (size_t i = 0; i < compiled.size(); ++i) {
+      if (!keep_going()) return out;
+      out.push_back(run(compiled[i], hooks.options ? hooks.options(first + i) : MeasureOptions{}));
+      if (hooks.done) hooks.done(first + i, out.back());
+    }
+  }
+  return out;
+}
+
+std::vector<MeasureResult> MeasureBackend::measure_batch(const std::vector<schedule::State>& states,
+                                                         const BatchHooks& hooks) {
+  std::vector<MeasureResult> out;
+  for (size_t i = 0; i < states.size(); ++i) {
+    if (hooks.keep_going && !hooks.keep_going()) break;
+    out.push_back(measure(states[i]));
+    if (hooks.done) hooks.done(i, out.back());
+  }
+  return out;
+}
+
+void parallel_for_each(size_t n, int threads, const std::function<void(size_t)>& f) {
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  std::exception_ptr error;
+  auto work = [&] {
+    for (size_t i; (i = next++) < n;) {
+      try {
+        f(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!error) error = std::current_exception();
+      }
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (size_t t = 1; t < std::min(n, size_t(std::max(threads, 1))); ++t) helpers.emplace_back(work);
+  work();
+  for (auto& h : helpers) h.join();
+  if (error) std::rethrow_exception(error);
 }
 
 std::unique_ptr<MeasureBackend> make_measure_backend(std::shared_ptr<const te::ComputeDAG> dag,

@@ -364,12 +364,18 @@ int TuningTask::step(int n, const std::function<void(const TuneProgress&)>& on_p
   while (done < n && !stop_requested() && !past_deadline()) {
     std::vector<schedule::State> batch = policy_->propose(std::min(n - done, 64), measured_);
     if (batch.empty()) break;
-    std::vector<MeasureResult> results;
-    for (const schedule::State& st : batch) {
-      if (stop_requested() || past_deadline()) break;
-      measured_.insert(schedule::canonical_key(st.steps()));
-      results.push_back(backend_->measure(st));
-      record(st, results.back());
+    // The backend compiles the batch in groups in parallel and runs one candidate at a time;
+    // a candidate slower than kSlowCutoffFactor x the best so far is timed by one run.
+    BatchHooks hooks;
+    hooks.keep_going = [&] { return !stop_requested() && !past_deadline(); };
+    hooks.options = [&](size_t) {
+      MeasureOptions o;
+      if (result_.best) o.slow_cutoff_ms = kSlowCutoffFactor * result_.best->median_ms;
+      return o;
+    };
+    hooks.done = [&](size_t i, const MeasureResult& r) {
+      measured_.insert(schedule::canonical_key(batch[i].steps()));
+      record(batch[i], r);
       ++done;
       if (on_progress) {
         TuneProgress p;
@@ -385,7 +391,8 @@ int TuningTask::step(int n, const std::function<void(const TuneProgress&)>& on_p
         p.elapsed_s = seconds_ + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         on_progress(p);
       }
-    }
+    };
+    const std::vector<MeasureResult> results = backend_->measure_batch(batch, hooks);
     batch.resize(results.size());
     policy_->observe(batch, results);
   }

@@ -1,6 +1,7 @@
 // Isolated measurement, the worker's side (`ktune-worker`): rebuilds the workload from the
 // init message, gets the reference outputs (from the tuner's memory file, or computes them and
-// stores them there), then measures candidates one by one, reporting phases as they begin.
+// stores them there), then measures groups of candidates: compiles a group on several threads,
+// then runs its candidates one at a time as the tuner asks, reporting phases as they begin.
 // Test-only faults (isolated.h) are carried out here, by the process itself.
 #include <signal.h>
 #include <sys/mman.h>
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <mutex>
 #include <optional>
 
 #include "ktune/schedule/dag_json.h"
@@ -108,20 +110,34 @@ void* guard_region(size_t bytes) {
   return p;
 }
 
+// Sends messages to the tuner from several threads (the compiling ones and the main one). A
+// lost tuner ends the worker.
+class Sender {
+ public:
+  explicit Sender(Channel& ch) : ch_(ch) {}
+  void send(const json& j) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ch_.send(j)) std::_Exit(0);
+  }
+
+ private:
+  Channel& ch_;
+  std::mutex mu_;
+};
+
 // Reports phases to the tuner and carries out the candidate's fault.
 class WorkerObserver : public MeasureObserver {
  public:
-  WorkerObserver(Channel& ch, Fault fault, int64_t last_output_bytes)
-      : ch_(ch), fault_(fault), last_output_bytes_(last_output_bytes) {}
+  WorkerObserver(Sender& out, Fault fault, int64_t last_output_bytes)
+      : out_(out), fault_(fault), last_output_bytes_(last_output_bytes) {}
   MeasurePhase phase = MeasurePhase::Compile;
 
   void on_phase(MeasurePhase p, double run_ms) override {
     phase = p;
-    if (p == MeasurePhase::Compile) {
-      if (fault_ == Fault::CompileHang) spin_forever();
-      return;  // the tuner counts a candidate as compiling from the moment it sends it
-    }
-    if (!ch_.send({{"type", "phase"}, {"phase", phase_name(p)}, {"run_ms", run_ms}})) std::_Exit(0);
+    if (p == MeasurePhase::Compile && fault_ == Fault::CompileHang) spin_forever();
+    if (p == MeasurePhase::Compile && fault_ == Fault::CompileCrash) *static_cast<volatile char*>(guard_region(1)) = 1;
+    // The tuner counts a candidate as compiling from "compiling" and as running from "run".
+    if (p == MeasurePhase::Time) out_.send({{"type", "phase"}, {"phase", phase_name(p)}, {"run_ms", run_ms}});
   }
 
   void before_run(std::vector<void*>& args) override {
@@ -152,10 +168,51 @@ class WorkerObserver : public MeasureObserver {
   }
 
  private:
-  Channel& ch_;
+  Sender& out_;
   Fault fault_;
   int64_t last_output_bytes_;
 };
+
+// A candidate of the group being measured.
+struct GroupMember {
+  std::unique_ptr<WorkerObserver> observer;
+  CompiledCandidate compiled;
+  double replay_ms = 0;
+};
+
+// The result for an exception that escaped a candidate's measurement: a ktune bug met by this
+// candidate, recorded so that the tuner keeps going.
+MeasureResult internal_error(MeasurePhase phase, const std::exception& e) {
+  MeasureResult r;
+  r.error = phase == MeasurePhase::Compile ? ErrorClass::CompileError : ErrorClass::RuntimeError;
+  r.message = std::string("internal error (a ktune bug): ") + e.what();
+  return r;
+}
+
+// Replays and compiles one candidate of a group (on a compiling thread), reporting its start
+// and end to the tuner.
+void compile_member(Measurer& measurer, const std::shared_ptr<const te::ComputeDAG>& dag, const json& candidate,
+                    size_t index, GroupMember& m, Sender& out) {
+  out.send({{"type", "compiling"}, {"index", index}, {"tid", int64_t(::gettid())}});
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    std::optional<schedule::State> st;
+    try {
+      st = schedule::replay(dag, schedule::steps_from_json(candidate.at("steps")));
+      m.replay_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    } catch (const InvalidCandidate& e) {
+      m.compiled.result.error = ErrorClass::InvalidSchedule;
+      m.compiled.result.message = e.what();
+    } catch (const UserError& e) {
+      m.compiled.result.error = ErrorClass::InvalidSchedule;
+      m.compiled.result.message = e.what();
+    }
+    if (st) m.compiled = measurer.compile(*st, m.observer.get());
+  } catch (const std::exception& e) {
+    m.compiled = CompiledCandidate{internal_error(MeasurePhase::Compile, e), nullptr};
+  }
+  out.send({{"type", "compiled"}, {"index", index}});
+}
 
 int arg_int(const std::string& a, const std::string& prefix, int dflt) {
   return a.rfind(prefix, 0) == 0 ? std::atoi(a.c_str() + prefix.size()) : dflt;
@@ -201,45 +258,51 @@ int worker_main(int argc, char** argv) {
   const auto& last_output = dag->ops[size_t(dag->outputs().back())];
   const int64_t last_output_bytes = last_output.num_elements() * last_output.dtype.bytes();
 
+  Sender out(ch);
+  std::vector<GroupMember> group;
   for (;;) {
     json msg;
     const Channel::Got got = ch.receive(msg);
     if (got == Channel::Got::Closed) return 0;
-    if (got != Channel::Got::Message || msg.value("type", "") != "measure") {
+    const std::string type = got == Channel::Got::Message ? msg.value("type", "") : "";
+    if (type == "compile") {
+      // A new group replaces the last one (whatever of it was not run is freed).
+      const auto t0 = std::chrono::steady_clock::now();
+      const json& candidates = msg.at("candidates");
+      group.clear();
+      group.resize(candidates.size());
+      for (size_t i = 0; i < group.size(); ++i) {
+        Fault fault = Fault::None;
+        try {
+          fault = parse_fault(candidates[i].value("fault", "none"));
+        } catch (const UserError&) {
+        }
+        group[i].observer = std::make_unique<WorkerObserver>(out, fault, last_output_bytes);
+      }
+      parallel_for_each(group.size(), measurer->runner().threads(), [&](size_t i) {
+        compile_member(*measurer, dag, candidates[i], i, group[i], out);
+      });
+      double replay_ms = 0;
+      for (const auto& m : group) replay_ms += m.replay_ms;
+      const double busy_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      out.send({{"type", "group"}, {"busy_ms", busy_ms}, {"replay_ms", replay_ms}});
+    } else if (type == "run" && msg.value("index", group.size()) < group.size()) {
+      const auto t0 = std::chrono::steady_clock::now();
+      GroupMember& m = group[msg.at("index").get<size_t>()];
+      MeasureOptions opt;
+      opt.slow_cutoff_ms = msg.value("slow_cutoff_ms", 0.0);
+      MeasureResult r;
+      try {
+        r = measurer->run(m.compiled, opt, m.observer.get());
+      } catch (const std::exception& e) {
+        r = internal_error(m.observer->phase, e);
+      }
+      const double busy_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      out.send({{"type", "result"}, {"result", worker::result_to_json(r)}, {"busy_ms", busy_ms}});
+    } else {
       std::cerr << "ktune-worker: unexpected message from the tuner\n";
       return 1;
     }
-    Fault fault = Fault::None;
-    try {
-      fault = parse_fault(msg.value("fault", "none"));
-    } catch (const UserError&) {
-    }
-    WorkerObserver obs(ch, fault, last_output_bytes);
-    MeasureResult r;
-    const auto t0 = std::chrono::steady_clock::now();
-    double replay_ms = 0;
-    try {
-      std::optional<schedule::State> st;
-      try {
-        st = schedule::replay(dag, schedule::steps_from_json(msg.at("steps")));
-        replay_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      } catch (const InvalidCandidate& e) {
-        r.error = ErrorClass::InvalidSchedule;
-        r.message = e.what();
-      } catch (const UserError& e) {
-        r.error = ErrorClass::InvalidSchedule;
-        r.message = e.what();
-      }
-      if (st) r = measurer->measure(*st, &obs);
-    } catch (const std::exception& e) {
-      // A ktune bug met by this candidate: record it and keep the tuner going.
-      r = MeasureResult();
-      r.error = obs.phase == MeasurePhase::Compile ? ErrorClass::CompileError : ErrorClass::RuntimeError;
-      r.message = std::string("internal error (a ktune bug): ") + e.what();
-    }
-    const double busy_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    if (!ch.send({{"type", "result"}, {"result", worker::result_to_json(r)}, {"busy_ms", busy_ms}, {"replay_ms", replay_ms}}))
-      return 0;
   }
 }
 

@@ -4,13 +4,18 @@
 // many bytes of JSON. Tuner to worker:
 //   {"type":"init", "dag":{...}, "dag_hash":H, "target":{...}, "threads":T, "timing":{...},
 //    "reference_cached":bool, "debug":N}
-//   {"type":"measure", "steps":[...], "fault":"none"|"segv"|...}
+//   {"type":"compile", "candidates":[{"steps":[...], "fault":"none"|"segv"|...}, ...]}
+//                                   a group: replaces the last one, compiled on T threads
+//   {"type":"run", "index":I, "slow_cutoff_ms":X}   verify and time the group's I-th candidate
 // Worker to tuner:
 //   {"type":"ready", "reference":"interpreter"|"naive schedule"}   after init
-//   {"type":"phase", "phase":"run"|"time", "run_ms":X}             as a measurement goes on
-//   {"type":"result", "result":{...}}                              one per "measure"
-//   {"type":"error", "message":M}                                  init failed; the worker exits
-// The worker starts in the compile phase of a candidate as soon as it reads "measure".
+//   {"type":"compiling", "index":I, "tid":T}   a thread (Linux thread id T) starts candidate I
+//   {"type":"compiled", "index":I}             ... and is done with it
+//   {"type":"group", "busy_ms":X, "replay_ms":Y}   the whole group is compiled
+//   {"type":"phase", "phase":"time", "run_ms":X}   a run candidate is verified; timing starts
+//   {"type":"result", "result":{...}, "busy_ms":X}   one per "run" (a compile error too)
+//   {"type":"error", "message":M}                   init failed; the worker exits
+// A candidate is running from the moment the tuner sends "run".
 #pragma once
 
 #include <chrono>

@@ -4,9 +4,10 @@
 // next to `ktune`) replays, lowers, compiles, verifies and times the candidate with a
 // Measurer and sends back the result, reporting each phase as it begins. The tuner enforces
 // a compile timeout and a run timeout, kills the worker (SIGKILL) when one passes or records
-// how it died when it dies, and starts a new worker for the next candidate. The reference
-// outputs are computed once, by the first worker, and kept in a memory file that every
-// later worker reads instead of recomputing them. See docs/architecture.md, "Isolated
+// how it died when it dies, and starts a new worker for the next candidate. A batch goes to
+// the worker in groups that it compiles in parallel and then runs one candidate at a time.
+// The reference outputs are computed once, by the first worker, and kept in a memory file
+// that every later worker reads instead of recomputing them. See docs/architecture.md, "Isolated
 // measurement".
 #pragma once
 
@@ -29,8 +30,10 @@ namespace ktune::search {
 //                 so the generated code's first store faults
 //   hang          the worker spins forever just before the verification run
 //   compile-hang  it spins forever at the start of compilation
+//   compile-crash it writes to an unmapped page at the start of compilation (while the rest of
+//                 the candidate's group may be compiling on other threads)
 //   wrong         it corrupts every output after the verification run
-enum class Fault : uint8_t { None, Segv, Abort, Illegal, OutOfBounds, Hang, CompileHang, WrongAnswer };
+enum class Fault : uint8_t { None, Segv, Abort, Illegal, OutOfBounds, Hang, CompileHang, CompileCrash, WrongAnswer };
 const char* fault_name(Fault f);  // "segv", ...; "none"
 Fault parse_fault(const std::string& name);  // UserError for an unknown name
 // The error class the tuner must record for a candidate with this fault.
@@ -59,8 +62,8 @@ class FaultPlan {
 struct IsolationStats {
   int candidates = 0;
   double start_ms = 0;        // starting workers (the first one also computes the reference)
-  double round_trip_ms = 0;   // from sending a candidate to having its result
-  double worker_busy_ms = 0;  // the worker's own time on the candidates (replay + measure)
+  double round_trip_ms = 0;   // waiting for the worker to compile groups and run candidates
+  double worker_busy_ms = 0;  // the worker's own time on them (replay, compile, measure)
   double replay_ms = 0;       // of which rebuilding the schedules from their steps
 };
 
@@ -73,6 +76,9 @@ class IsolatedMeasurer : public MeasureBackend {
   ~IsolatedMeasurer() override;  // kills the worker
 
   MeasureResult measure(const schedule::State& state) override;
+  // Per group, the worker compiles the candidates in parallel, then runs them one at a time.
+  std::vector<MeasureResult> measure_batch(const std::vector<schedule::State>& states,
+                                           const BatchHooks& hooks = {}) override;
   const std::string& reference_kind() const override;
   // Workers started so far (1 + restarts), and the fault injected into the last candidate.
   int worker_starts() const;

@@ -6,8 +6,15 @@
 // Two backends: Measurer measures in this process; the isolated backend (isolated.h) runs a
 // Measurer in a worker process, so that a candidate that crashes or hangs kills only the
 // worker.
+//
+// A batch is measured in groups: the candidates of a group are lowered and compiled in
+// parallel (one thread per core the tune may use, each compile in its own LLVM context), then
+// verified and timed one at a time, in order, with no compilation running. Compiling a group
+// rather than the whole batch at once bounds the memory held by compiled code and how long a
+// stop request waits.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,14 +62,53 @@ struct Reference {
   std::vector<runtime::HostBuffer> outputs;
 };
 
+// Options of one candidate's measurement.
+struct MeasureOptions {
+  // Early rejection of slow candidates: when the verification run takes longer than this
+  // many milliseconds, the candidate is not timed further. It is still verified and valid;
+  // its timing is that one run (one value instead of the group means: honest, less precise).
+  // 0: no cutoff.
+  double slow_cutoff_ms = 0;
+};
+
+// The tuner's cutoff is this many times the best valid median so far. A candidate that slow
+// cannot become the best, and a noisy verification run (a core taken by another process
+// slows a two-thread run about twice) must not hide one that could: see docs/architecture.md,
+// "Measuring a batch".
+constexpr double kSlowCutoffFactor = 3;
+
+// The caller's side of MeasureBackend::measure_batch. The hooks are called on the caller's
+// thread, in candidate order; an empty hook does nothing (keep_going: always true).
+struct BatchHooks {
+  // Asked before each group is compiled and before each candidate runs: false ends the batch
+  // there (after the candidate in flight).
+  std::function<bool()> keep_going;
+  // Candidate i's options, asked just before it runs (so a cutoff can follow the best so far).
+  std::function<MeasureOptions(size_t i)> options;
+  // Candidate i's result, as soon as it has one (before the next candidate runs).
+  std::function<void(size_t i, const MeasureResult&)> done;
+};
+
 // Measures candidates of one workload. Implementations: Measurer (in this process) and
 // IsolatedMeasurer (in a worker process, isolated.h).
 class MeasureBackend {
  public:
   virtual ~MeasureBackend() = default;
   virtual MeasureResult measure(const schedule::State& state) = 0;
+  // Measures `states` in order and returns their results, fewer when hooks.keep_going stopped
+  // the batch. By default one at a time through measure(), without options; the backends
+  // compile a group of candidates in parallel and honour the options.
+  virtual std::vector<MeasureResult> measure_batch(const std::vector<schedule::State>& states,
+                                                   const BatchHooks& hooks = {});
   // How results are verified: "interpreter" or "naive schedule".
   virtual const std::string& reference_kind() const = 0;
+};
+
+// A candidate lowered and compiled (Measurer::compile), ready to be verified and timed; or the
+// error that stopped it (invalid-schedule, compile-error) in `result`.
+struct CompiledCandidate {
+  MeasureResult result;                            // compile_ms, or the error
+  std::unique_ptr<runtime::CompiledKernel> kernel;  // null after an error
 };
 
 class Measurer : public MeasureBackend {
@@ -73,7 +119,14 @@ class Measurer : public MeasureBackend {
   ~Measurer() override;
 
   MeasureResult measure(const schedule::State& state) override;
-  MeasureResult measure(const schedule::State& state, MeasureObserver* observer);
+  MeasureResult measure(const schedule::State& state, const MeasureOptions& opt, MeasureObserver* observer = nullptr);
+  std::vector<MeasureResult> measure_batch(const std::vector<schedule::State>& states,
+                                           const BatchHooks& hooks = {}) override;
+  // The two halves of measure(). compile() may run on several threads at once (the observer's
+  // on_phase(Compile) is called on the compiling thread); run() verifies and times, one
+  // candidate at a time, and frees the candidate's code.
+  CompiledCandidate compile(const schedule::State& state, MeasureObserver* observer = nullptr);
+  MeasureResult run(CompiledCandidate& c, const MeasureOptions& opt, MeasureObserver* observer = nullptr);
   const std::string& reference_kind() const override { return reference_.kind; }
   const Reference& reference() const { return reference_; }
   const te::ComputeDAG& dag() const { return *dag_; }
@@ -112,6 +165,14 @@ std::unique_ptr<MeasureBackend> make_measure_backend(std::shared_ptr<const te::C
 std::unique_ptr<MeasureBackend> make_measure_backend(std::shared_ptr<const te::ComputeDAG> dag,
                                                      const target::Target& t, int threads,
                                                      const runtime::TimingOptions& timing, bool isolated);
+
+// A group of a batch has this many candidates per compiling thread; a tune compiles on as many
+// threads as it runs kernels with (`threads`, the cores it may use).
+constexpr int kGroupPerThread = 4;
+
+// Calls f(0), ..., f(n-1) on up to `threads` threads, each index once, and returns when all
+// have returned; the first exception thrown by f is rethrown here.
+void parallel_for_each(size_t n, int threads, const std::function<void(size_t)>& f);
 
 // Work above which the reference is the compiled naive schedule instead of the interpreter.
 constexpr double kInterpreterFlopLimit = 2e7;
