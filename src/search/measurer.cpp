@@ -145,16 +145,18 @@ MeasureResult Measurer::run(CompiledCandidate& c, const MeasureOptions& opt, Mea
       return r;
     }
   }
-  if (opt.slow_cutoff_ms > 0 && run_ms > opt.slow_cutoff_ms) {
-    // Too slow to matter: the verification run is its timing.
+  // A run that lasts a group has just warmed the caches up, and stands for its time well
+  // enough (its timing would cost about 7 such runs); a shorter one is always timed (its
+  // timing costs a few groups, and one short cold run is mostly noise).
+  const bool long_run = run_ms >= timing_.min_repeat_ms;
+  if (long_run && opt.slow_cutoff_ms > 0 && run_ms > opt.slow_cutoff_ms) {
     r.timing.group_means_ms = {run_ms};
     r.timing.median_ms = run_ms;
     r.timing.number = 1;
   } else {
     obs.on_phase(MeasurePhase::Time, run_ms);
     runtime::TimingOptions timing = timing_;
-    // A run of a group's length has just warmed the caches up: it was the warm-up.
-    if (run_ms >= timing.min_repeat_ms) timing.warmup = 0;
+    if (long_run) timing.warmup = 0;
     r.timing = k->time(args, timing);
   }
   r.gflops = r.timing.median_ms > 0 ? dag_->flop_count() / (r.timing.median_ms * 1e6) : 0;

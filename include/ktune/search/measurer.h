@@ -65,9 +65,9 @@ struct Reference {
 // Options of one candidate's measurement.
 struct MeasureOptions {
   // Early rejection of slow candidates: when the verification run takes longer than this
-  // many milliseconds, the candidate is not timed further. It is still verified and valid;
-  // its timing is that one run (one value instead of the group means: honest, less precise).
-  // 0: no cutoff.
+  // many milliseconds (and at least a timing group, min_repeat_ms), the candidate is not timed
+  // further. It is still verified and valid; its timing is that one run (one value instead of
+  // the group means: honest, less precise). 0: no cutoff.
   double slow_cutoff_ms = 0;
 };
 
