@@ -2,6 +2,8 @@
 // tolerance of interrupted writes (DESIGN §8, §9).
 #include <catch2/catch.hpp>
 
+#include <chrono>
+
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -252,6 +254,38 @@ TEST_CASE("faults in a batch are pinned on their candidates, also while its grou
   }
   CHECK_THAT(r[2].message, Catch::Contains("SIGSEGV") && Catch::Contains("while compiling"));
   CHECK_THAT(r[5].message, Catch::Contains("--compile-timeout=2"));
+}
+
+TEST_CASE("a run limit below --run-timeout stops hopeless candidates early", "[isolated][batch]") {
+  auto dag = shipped("matmul", {{"M", 32}, {"N", 32}, {"K", 32}});
+  const target::Target t = target::host_target();
+  runtime::TimingOptions quick;
+  quick.repeat = 1;
+  quick.min_repeat_ms = 0.2;
+  search::IsolationOptions iso;
+  iso.enabled = true;
+  iso.run_timeout_s = 30;
+  iso.inject_faults = "hang:every=2";  // the second candidate never finishes
+  search::IsolatedMeasurer isolated(dag, t, 2, quick, iso);
+  search::RandomSampler sampler(dag, t, 6);
+  std::vector<schedule::State> states{sampler.sample(), sampler.sample(), sampler.sample()};
+  search::BatchHooks hooks;
+  hooks.options = [](size_t) {
+    search::MeasureOptions o;
+    o.run_limit_s = 0.3;
+    return o;
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<search::MeasureResult> r = isolated.measure_batch(states, hooks);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  REQUIRE(r.size() == 3);
+  CHECK(r[0].valid());
+  CHECK(r[1].error == runtime::ErrorClass::RunTimeout);
+  CHECK_THAT(r[1].message, Catch::Contains("the limit for hopeless candidates"));
+  CHECK(r[2].valid());
+  CHECK(secs < 15);  // not the 30 s of --run-timeout
+  // A matmul this small uses the interpreter: no naive time to scale the first limit by.
+  CHECK(isolated.reference_ms() == 0);
 }
 
 TEST_CASE("a resumed tune measures nothing twice and refuses another target or kernel", "[resume][e2e]") {

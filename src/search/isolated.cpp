@@ -321,6 +321,7 @@ struct IsolatedMeasurer::Impl {
   int ref_fd = -1;  // memory file with the reference outputs, filled by the first worker
   bool ref_cached = false;
   std::string reference_kind;
+  double reference_ms = 0;
 
   pid_t pid = -1;
   std::unique_ptr<Channel> ch;
@@ -376,6 +377,7 @@ struct IsolatedMeasurer::Impl {
     Channel::Got got = ch->send(msg) ? ch->receive(reply, Clock::now() + std::chrono::minutes(30)) : Channel::Got::Closed;
     if (got == Channel::Got::Message && reply.value("type", "") == "ready") {
       reference_kind = reply.value("reference", "");
+      reference_ms = reply.value("reference_ms", 0.0);
       ref_cached = true;
       debug(2) << "isolated measurement: worker " << pid << " ready\n";
       return;
@@ -501,7 +503,7 @@ struct IsolatedMeasurer::Impl {
         kill_worker();  // it died after its last answer, taking the group with it
         continue;
       }
-      MeasureResult r = wait_result();
+      MeasureResult r = wait_result(opt.run_limit_s);
       stats.round_trip_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
       // A candidate that computed wrong values or failed while running may have written where
       // it should not (the worker's heap, its copy of the reference, the group's other code):
@@ -647,10 +649,11 @@ struct IsolatedMeasurer::Impl {
   // is reached when the worker has used `limit` seconds of CPU time per thread it may use, so
   // that a run merely slowed down by other processes is not killed; a worker that blocks
   // without using the CPU is stopped once `kWallFactor` times the limit has passed.
-  MeasureResult wait_result() {
+  MeasureResult wait_result(double run_limit_s) {
     constexpr double kWallFactor = 4;
     MeasurePhase phase = MeasurePhase::Run;
-    double limit_s = opt.run_timeout_s;
+    const bool limited = run_limit_s > 0 && run_limit_s < opt.run_timeout_s;
+    double limit_s = limited ? run_limit_s : opt.run_timeout_s;
     Clock::time_point phase_start = Clock::now();
     double phase_cpu = worker_cpu_s();
     Clock::time_point deadline = phase_start + seconds(limit_s);
@@ -694,8 +697,11 @@ struct IsolatedMeasurer::Impl {
         kill_worker();
         r.error = ErrorClass::RunTimeout;
         r.message = detail::concat(doing, " the candidate exceeded ",
-                                   phase == MeasurePhase::Run ? "--run-timeout="
-                                                              : "the timing limit (expected time + --run-timeout) of ",
+                                   phase == MeasurePhase::Run
+                                       ? (limited ? "the limit for hopeless candidates (50x the best so far or the "
+                                                    "naive schedule's time) of "
+                                                  : "--run-timeout=")
+                                       : "the timing limit (expected time + --run-timeout) of ",
                                    limit_s, " s (it used ", cpu, " s of CPU time in ", wall,
                                    " s); the worker was killed");
         return r;
@@ -742,6 +748,7 @@ std::vector<MeasureResult> IsolatedMeasurer::measure_batch(const std::vector<sch
   return impl_->measure_batch(states, hooks);
 }
 const std::string& IsolatedMeasurer::reference_kind() const { return impl_->reference_kind; }
+double IsolatedMeasurer::reference_ms() const { return impl_->reference_ms; }
 int IsolatedMeasurer::worker_starts() const { return impl_->starts; }
 const IsolationStats& IsolatedMeasurer::stats() const { return impl_->stats; }
 Fault IsolatedMeasurer::last_fault() const { return impl_->last_fault; }

@@ -72,7 +72,9 @@ void Measurer::compute_reference() {
   } else {
     reference_.kind = "naive schedule";
     auto k = runner_->compile(f);
+    const auto t0 = std::chrono::steady_clock::now();
     k->run(args);
+    reference_.naive_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
   debug(1) << "reference for " << dag_->kernel << " computed by the " << reference_.kind << "\n";
 }

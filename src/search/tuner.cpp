@@ -371,6 +371,8 @@ int TuningTask::step(int n, const std::function<void(const TuneProgress&)>& on_p
     hooks.options = [&](size_t) {
       MeasureOptions o;
       if (result_.best) o.slow_cutoff_ms = kSlowCutoffFactor * result_.best->median_ms;
+      const double scale_ms = result_.best ? result_.best->median_ms : backend_->reference_ms();
+      if (scale_ms > 0) o.run_limit_s = std::max(kMinRunLimitS, kRunLimitFactor * scale_ms / 1000);
       return o;
     };
     hooks.done = [&](size_t i, const MeasureResult& r) {

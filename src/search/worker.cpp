@@ -254,7 +254,7 @@ int worker_main(int argc, char** argv) {
     ch.send({{"type", "error"}, {"message", e.what()}});
     return 1;
   }
-  if (!ch.send({{"type", "ready"}, {"reference", measurer->reference_kind()}})) return 0;
+  if (!ch.send({{"type", "ready"}, {"reference", measurer->reference_kind()}, {"reference_ms", measurer->reference_ms()}})) return 0;
   const auto& last_output = dag->ops[size_t(dag->outputs().back())];
   const int64_t last_output_bytes = last_output.num_elements() * last_output.dtype.bytes();
 

@@ -80,6 +80,7 @@ class IsolatedMeasurer : public MeasureBackend {
   std::vector<MeasureResult> measure_batch(const std::vector<schedule::State>& states,
                                            const BatchHooks& hooks = {}) override;
   const std::string& reference_kind() const override;
+  double reference_ms() const override;
   // Workers started so far (1 + restarts), and the fault injected into the last candidate.
   int worker_starts() const;
   Fault last_fault() const;

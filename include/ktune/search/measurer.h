@@ -60,6 +60,7 @@ class MeasureObserver {
 struct Reference {
   std::string kind;
   std::vector<runtime::HostBuffer> outputs;
+  double naive_ms = 0;  // the naive schedule's run time, when it computed the outputs
 };
 
 // Options of one candidate's measurement.
@@ -69,7 +70,16 @@ struct MeasureOptions {
   // further. It is still verified and valid; its timing is that one run (one value instead of
   // the group means: honest, less precise). 0: no cutoff.
   double slow_cutoff_ms = 0;
+  // A run limit below the backend's --run-timeout, in seconds (0: none): a candidate far
+  // slower than the best so far, or than the naive schedule, is hopeless, and waiting out the
+  // full timeout for it costs more than the rest of the tune. Recorded as run-timeout.
+  double run_limit_s = 0;
 };
+
+// The tuner's run limit: this many times the best valid median so far, or, before there is
+// one, times the naive schedule's run time; never below kMinRunLimitS.
+constexpr double kRunLimitFactor = 50;
+constexpr double kMinRunLimitS = 1;
 
 // The tuner's cutoff is this many times the best valid median so far. A candidate that slow
 // cannot become the best, and a noisy verification run (a core taken by another process
@@ -102,6 +112,8 @@ class MeasureBackend {
                                                    const BatchHooks& hooks = {});
   // How results are verified: "interpreter" or "naive schedule".
   virtual const std::string& reference_kind() const = 0;
+  // The naive schedule's run time in ms when it computed the reference (0: the interpreter did).
+  virtual double reference_ms() const { return 0; }
 };
 
 // A candidate lowered and compiled (Measurer::compile), ready to be verified and timed; or the
@@ -128,6 +140,7 @@ class Measurer : public MeasureBackend {
   CompiledCandidate compile(const schedule::State& state, MeasureObserver* observer = nullptr);
   MeasureResult run(CompiledCandidate& c, const MeasureOptions& opt, MeasureObserver* observer = nullptr);
   const std::string& reference_kind() const override { return reference_.kind; }
+  double reference_ms() const override { return reference_.naive_ms; }
   const Reference& reference() const { return reference_; }
   const te::ComputeDAG& dag() const { return *dag_; }
   runtime::CpuRunner& runner() { return *runner_; }
