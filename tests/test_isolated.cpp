@@ -288,6 +288,26 @@ TEST_CASE("a run limit below --run-timeout stops hopeless candidates early", "[i
   CHECK(isolated.reference_ms() == 0);
 }
 
+TEST_CASE("a worker is replaced after recycle_after candidates, between groups", "[isolated][batch]") {
+  auto dag = shipped("matmul", {{"M", 16}, {"N", 16}, {"K", 16}});
+  const target::Target t = target::host_target();
+  runtime::TimingOptions quick;
+  quick.repeat = 1;
+  quick.min_repeat_ms = 0.1;
+  search::IsolationOptions iso;
+  iso.enabled = true;
+  iso.recycle_after = 5;
+  search::IsolatedMeasurer isolated(dag, t, 1, quick, iso);  // groups of 4 on one thread
+  search::RandomSampler sampler(dag, t, 3);
+  std::vector<schedule::State> states;
+  for (int i = 0; i < 12; ++i) states.push_back(sampler.sample());
+  const std::vector<search::MeasureResult> r = isolated.measure_batch(states);
+  REQUIRE(r.size() == 12);
+  for (const auto& m : r) CHECK(m.valid());
+  // Groups of 4: the first worker runs 8 (it reaches 5 within its second group), the next 4.
+  CHECK(isolated.worker_starts() == 2);
+}
+
 TEST_CASE("a resumed tune measures nothing twice and refuses another target or kernel", "[resume][e2e]") {
   auto dag = shipped("matmul", {{"M", 16}, {"N", 16}, {"K", 16}});
   auto other = shipped("matmul", {{"M", 8}, {"N", 8}, {"K", 8}});

@@ -326,6 +326,7 @@ struct IsolatedMeasurer::Impl {
   pid_t pid = -1;
   std::unique_ptr<Channel> ch;
   int starts = 0;
+  int worker_runs = 0;  // candidates run by the current worker
   IsolationStats stats;
 
   ~Impl() {
@@ -369,6 +370,7 @@ struct IsolatedMeasurer::Impl {
     ::close(sv[1]);
     pid = child;
     ++starts;
+    worker_runs = 0;
     ch = std::make_unique<Channel>(sv[0]);
     json msg = init;
     msg["reference_cached"] = ref_cached;
@@ -475,6 +477,9 @@ struct IsolatedMeasurer::Impl {
       }
       if (hooks.keep_going && !hooks.keep_going()) break;
       if (!slot.count(i) || !alive() || starts != group_worker) {
+        // A long-lived worker's memory creeps up: between groups, one that has run
+        // opt.recycle_after candidates is replaced by a fresh one.
+        if (alive() && worker_runs >= opt.recycle_after) kill_worker();
         std::vector<size_t> members;
         for (size_t j = i; j < n && members.size() < group_max; ++j) {
           if (known[j]) continue;
@@ -504,6 +509,7 @@ struct IsolatedMeasurer::Impl {
         continue;
       }
       MeasureResult r = wait_result(opt.run_limit_s);
+      ++worker_runs;
       stats.round_trip_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
       // A candidate that computed wrong values or failed while running may have written where
       // it should not (the worker's heap, its copy of the reference, the group's other code):

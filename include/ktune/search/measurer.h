@@ -163,6 +163,10 @@ struct IsolationOptions {
   // (from the verification run's duration and the timing options) twice over on top of it.
   double compile_timeout_s = 30;
   double run_timeout_s = 10;
+  // The worker is replaced, between groups of a batch, after running this many candidates:
+  // its memory creeps up over a long run (JIT and allocator, about 0.1 MB per candidate),
+  // and a fresh worker costs about 0.1 s.
+  int recycle_after = 256;
   // Tests only: make chosen candidates misbehave in the worker (see isolated.h, FaultPlan).
   std::string inject_faults;
   // The worker executable; empty: found next to this executable or in the build tree.
