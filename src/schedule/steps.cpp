@@ -37,15 +37,6 @@ void check_iter(const Stage& s, int iter, const char* step) {
                      " has no loop at position ", iter, " (it has ", s.leaf.size(), " loops)");
 }
 
-bool reads_tensor(const te::Operation& op, const std::string& name) {
-  bool found = false;
-  if (op.body.defined())
-    ir::post_order_visit(op.body, [&](const ir::Expr& e) {
-      if (const auto* t = e.as<ir::TensorRead>()) found = found || t->tensor == name;
-    });
-  return found;
-}
-
 constexpr int64_t kMaxFollowLength = int64_t(1) << 24;
 constexpr int64_t kMaxAlignFactor = int64_t(1) << 20;
 
@@ -466,6 +457,15 @@ T get_field(const json& j, const char* kind, const char* field) {
 }
 
 }  // namespace
+
+bool reads_tensor(const te::Operation& op, const std::string& name) {
+  bool found = false;
+  if (op.body.defined())
+    ir::post_order_visit(op.body, [&](const ir::Expr& e) {
+      if (const auto* t = e.as<ir::TensorRead>()) found = found || t->tensor == name;
+    });
+  return found;
+}
 
 std::string Step::kind() const {
   return std::visit(overloaded{

@@ -15,12 +15,9 @@
 #include "ktune/search/evolution.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <exception>
-#include <mutex>
-#include <thread>
 #include <type_traits>
 #include <unordered_map>
 
@@ -155,15 +152,6 @@ std::vector<int64_t> prime_factors(int64_t v) {
   }
   if (v > 1) out.push_back(v);
   return out;
-}
-
-bool reads_tensor(const te::Operation& op, const std::string& name) {
-  bool found = false;
-  if (op.body.defined())
-    ir::post_order_visit(op.body, [&](const ir::Expr& e) {
-      if (const auto* t = e.as<ir::TensorRead>()) found = found || t->tensor == name;
-    });
-  return found;
 }
 
 using Edit = std::optional<std::vector<Step>>;
@@ -481,28 +469,13 @@ std::vector<std::optional<ProgramFeatures>> EvolutionaryPolicy::Impl::features_o
   const size_t n = states.size();
   std::vector<std::optional<ProgramFeatures>> out(n);
   why->assign(n, "");
-  std::atomic<size_t> next{0};
-  std::mutex mu;
-  std::exception_ptr error;
-  auto work = [&] {
-    for (size_t i; (i = next++) < n;) {
-      try {
-        out[i] = opt.features(*states[i], target);
-      } catch (const InvalidCandidate& e) {
-        (*why)[i] = invalid_reason(e.what());
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mu);
-        if (!error) error = std::current_exception();
-        next = n;
-      }
+  parallel_for_each(n, std::max(1, opt.threads), [&](size_t i) {
+    try {
+      out[i] = opt.features(*states[i], target);
+    } catch (const InvalidCandidate& e) {
+      (*why)[i] = invalid_reason(e.what());
     }
-  };
-  const int threads = int(std::min<size_t>(std::max(1, opt.threads), std::max<size_t>(n, 1)));
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
+  });
   return out;
 }
 

@@ -132,4 +132,7 @@ class State {
 // (used by lowering for stages computed inside others, whose root extents shrink).
 std::vector<int64_t> infer_iter_extents(const Stage& stage, const std::vector<int64_t>& root_extents);
 
+// Whether the body of `op` reads the tensor `name`.
+bool reads_tensor(const te::Operation& op, const std::string& name);
+
 }  // namespace ktune::schedule
