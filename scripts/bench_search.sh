@@ -8,14 +8,20 @@
 #      GFLOP/s against trials and against seconds (curves.csv, curves.svg), and ktune's peak
 #      memory (ktune + its worker, sampled every 2 s: memory.csv);
 #  (c) the cost model's pairwise ranking accuracy on held-out records: trained on the first
-#      300 records of each evolutionary log of (b), tested on the rest (`ktune model-eval`).
+#      300 records of each evolutionary log of (b), tested on the rest (`ktune model-eval`);
+#  (m) memory over a long run: an evolutionary tune of matmul 128^3 with --mem-budget
+#      candidates (default 10,000), ktune's and its worker's resident memory sampled every
+#      2 s against the trials logged so far (m/memory.csv), and a summary (m.txt): the
+#      memory at 10%, 50% and 100% of the trials and the peak.
 #
-# Usage: scripts/bench_search.sh [--parts a,b,c] [--budget N] [--evo-budget N] [--threads T]
-#                                [--only-b ID,ID] [--out DIR]
-#   --parts        which parts to run (default a,b,c; c needs the logs of b)
+# Usage: scripts/bench_search.sh [--parts a,b,c,m] [--budget N] [--evo-budget N] [--threads T]
+#                                [--only-b ID,ID] [--mem-budget N] [--out DIR]
+#   --parts        which parts to run (default a,b,c; c needs the logs of b; m on request)
 #   --budget       two-phase exploration budget (default 300; refinement on top, at most 100)
 #   --evo-budget   evolutionary budget of part b (default 10000)
-#   --only-b       part b workloads: mm512, conv128, conv256 (default all three)
+#   --only-b       part b workloads: mm512, conv128, conv256 (default all three; the conv
+#                  layers use the blocked kernel conv2d_nchwc)
+#   --mem-budget   candidates of part m (default 10000)
 #   --out DIR      results folder (default build/bench/search-DATE)
 # Environment: KTUNE (default build/ktune). Needs python3 for the curves.
 #
@@ -32,6 +38,7 @@ budget=300
 evo_budget=10000
 threads=2
 only_b="mm512,conv128,conv256"
+mem_budget=10000
 out="$root/build/bench/search-$(date +%Y%m%d-%H%M%S)"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,7 +48,8 @@ while [ $# -gt 0 ]; do
     --threads) threads="$2"; shift 2 ;;
     --only-b) only_b="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --mem-budget) mem_budget="$2"; shift 2 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "bench_search.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -59,47 +67,49 @@ fi
 
 declare -A wl=(
   [mm512]="matmul --M=512 --N=512 --K=512"
-  [conv128]="conv2d --N=1 --C=128 --H=28 --W=28 --K=128 --R=3 --S=3 --stride=1 --pad=1"
-  [conv256]="conv2d --N=1 --C=256 --H=14 --W=14 --K=256 --R=3 --S=3 --stride=1 --pad=1"
+  [conv128]="conv2d_nchwc --N=1 --C=128 --H=28 --W=28 --K=128 --R=3 --S=3 --stride=1 --pad=1"
+  [conv256]="conv2d_nchwc --N=1 --C=256 --H=14 --W=14 --K=256 --R=3 --S=3 --stride=1 --pad=1"
+  [mm128]="matmul --M=128 --N=128 --K=128"
 )
 
-# Runs one tune, sampling the resident memory of ktune and its worker every 2 s.
-run_tune() {  # id strategy budget extra...
-  local id=$1 strategy=$2 b=$3
-  shift 3
-  local log="$out/b/$id.$strategy.jsonl"
+# Runs one tune in part folder $out/PART, sampling the resident memory of ktune and its worker
+# and the trials logged so far every 2 s (PART/memory.csv).
+run_tune() {  # part id strategy budget extra...
+  local part=$1 id=$2 strategy=$3 b=$4
+  shift 4
+  local log="$out/$part/$id.$strategy.jsonl"
   rm -f "$log"
   local start end pid
   start=$(date +%s.%N)
   # shellcheck disable=SC2086
   "$ktune" ${wl[$id]} --strategy="$strategy" --budget="$b" --threads="$threads" --seed=1 --log="$log" --json "$@" \
-    > "$out/b/$id.$strategy.json" 2> "$out/b/$id.$strategy.err" &
+    > "$out/$part/$id.$strategy.json" 2> "$out/$part/$id.$strategy.err" &
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     local rss=0 p
     for p in $pid $(pgrep -P "$pid" || true); do
       rss=$((rss + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
     done
-    echo "$id,$strategy,$(date +%s.%N),$rss" >> "$out/b/memory.csv"
+    echo "$id,$strategy,$(date +%s.%N),$(cat "$log" 2>/dev/null | wc -l),$rss" >> "$out/$part/memory.csv"
     sleep 2
   done
   wait "$pid" || echo "bench_search.sh: $id $strategy exited with $?" >&2
   end=$(date +%s.%N)
-  echo "$id,$strategy,$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}')" >> "$out/b/wall.csv"
+  echo "$id,$strategy,$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}')" >> "$out/$part/wall.csv"
 }
 
 if has b; then
   echo "== (b) evolutionary $evo_budget against two-phase $budget" >&2
   mkdir -p "$out/b"
-  echo "workload,strategy,time_s,rss_kib" > "$out/b/memory.csv"
+  echo "workload,strategy,time_s,trials,rss_kib" > "$out/b/memory.csv"
   echo "workload,strategy,wall_s" > "$out/b/wall.csv"
   IFS=',' read -r -a ids <<< "$only_b"
   for id in "${ids[@]}"; do
     [ -n "${wl[$id]:-}" ] || { echo "bench_search.sh: unknown part-b workload '$id'" >&2; exit 2; }
     echo "-- $id: two-phase" >&2
-    run_tune "$id" two-phase "$budget"
+    run_tune b "$id" two-phase "$budget"
     echo "-- $id: evolutionary $evo_budget" >&2
-    run_tune "$id" evolutionary "$evo_budget"
+    run_tune b "$id" evolutionary "$evo_budget"
   done
   python3 "$root/scripts/search_curves.py" "$out/b" | tee "$out/b.txt"
 fi
@@ -109,6 +119,22 @@ if has c; then
   logs=("$out"/b/*.evolutionary.jsonl)
   [ -e "${logs[0]}" ] || { echo "bench_search.sh: part c needs the evolutionary logs of part b" >&2; exit 2; }
   "$ktune" model-eval "${logs[@]}" --train=300 | tee "$out/c.txt"
+fi
+if has m; then
+  echo "== (m) memory over an evolutionary run of $mem_budget candidates (matmul 128^3)" >&2
+  mkdir -p "$out/m"
+  echo "workload,strategy,time_s,trials,rss_kib" > "$out/m/memory.csv"
+  echo "workload,strategy,wall_s" > "$out/m/wall.csv"
+  run_tune m mm128 evolutionary "$mem_budget"
+  # Resident memory (ktune + worker) at the first sample past 10%, 50% of the trials, at
+  # the last sample, and the peak.
+  awk -F, -v n="$mem_budget" 'NR > 1 && $4 > 0 {
+      if (!a && $4 >= 0.1 * n) { a = $5; at = $4 }
+      if (!b && $4 >= 0.5 * n) { b = $5; bt = $4 }
+      last = $5; lt = $4; if ($5 > peak) peak = $5 }
+    END { printf "resident memory (ktune + worker), MiB: %.0f at trial %d, %.0f at trial %d, %.0f at trial %d; peak %.0f\n",
+                 a / 1024, at, b / 1024, bt, last / 1024, lt, peak / 1024 }' "$out/m/memory.csv" | tee "$out/m.txt"
+  cat "$out/m/wall.csv" | tail -n 1 | tee -a "$out/m.txt"
 fi
 echo "bench_search.sh: done; results in $out" >&2
 }
