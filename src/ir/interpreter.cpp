@@ -169,21 +169,7 @@ class Interpreter {
     n.a = compile(e.as<k>()->a);  \
     n.b = compile(e.as<k>()->b);  \
     break;
-        KT_BIN(Add)
-        KT_BIN(Sub)
-        KT_BIN(Mul)
-        KT_BIN(Div)
-        KT_BIN(Mod)
-        KT_BIN(Min)
-        KT_BIN(Max)
-        KT_BIN(EQ)
-        KT_BIN(NE)
-        KT_BIN(LT)
-        KT_BIN(LE)
-        KT_BIN(GT)
-        KT_BIN(GE)
-        KT_BIN(And)
-        KT_BIN(Or)
+        KTUNE_BINARY_NODES(KT_BIN)
 #undef KT_BIN
       case ExprKind::Not: n.a = compile(e.as<Not>()->a); break;
       case ExprKind::Select: {

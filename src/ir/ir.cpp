@@ -229,21 +229,7 @@ Expr BinaryNode<K>::make(Expr a, Expr b) {
 }
 
 #define KT_X(n) template struct BinaryNode<ExprKind::n>;
-KT_X(Add)
-KT_X(Sub)
-KT_X(Mul)
-KT_X(Div)
-KT_X(Mod)
-KT_X(Min)
-KT_X(Max)
-KT_X(EQ)
-KT_X(NE)
-KT_X(LT)
-KT_X(LE)
-KT_X(GT)
-KT_X(GE)
-KT_X(And)
-KT_X(Or)
+KTUNE_BINARY_NODES(KT_X)
 #undef KT_X
 
 Expr Not::make(Expr a) {

@@ -92,21 +92,7 @@ bool deep_equal(const Expr& a, const Expr& b) {
     const n *x = a.as<n>(), *y = b.as<n>();                                           \
     return deep_equal(x->a, y->a) && deep_equal(x->b, y->b);                          \
   }
-      KT_BIN(Add)
-      KT_BIN(Sub)
-      KT_BIN(Mul)
-      KT_BIN(Div)
-      KT_BIN(Mod)
-      KT_BIN(Min)
-      KT_BIN(Max)
-      KT_BIN(EQ)
-      KT_BIN(NE)
-      KT_BIN(LT)
-      KT_BIN(LE)
-      KT_BIN(GT)
-      KT_BIN(GE)
-      KT_BIN(And)
-      KT_BIN(Or)
+      KTUNE_BINARY_NODES(KT_BIN)
 #undef KT_BIN
     case ExprKind::Not: return deep_equal(a.as<Not>()->a, b.as<Not>()->a);
     case ExprKind::Select: {
@@ -658,21 +644,7 @@ class Simplifier : public IRMutator {
     *a = e.as<n>()->a;      \
     *b = e.as<n>()->b;      \
     return;
-      KT_CASE(Add)
-      KT_CASE(Sub)
-      KT_CASE(Mul)
-      KT_CASE(Div)
-      KT_CASE(Mod)
-      KT_CASE(Min)
-      KT_CASE(Max)
-      KT_CASE(EQ)
-      KT_CASE(NE)
-      KT_CASE(LT)
-      KT_CASE(LE)
-      KT_CASE(GT)
-      KT_CASE(GE)
-      KT_CASE(And)
-      KT_CASE(Or)
+      KTUNE_BINARY_NODES(KT_CASE)
 #undef KT_CASE
       default: KT_CHECK(false, "not a binary node: ", kind_name(e.kind()));
     }

@@ -43,21 +43,7 @@ void IRVisitor::visit_Cast(const Cast* op) { visit(op->value); }
     visit(op->a);                                \
     visit(op->b);                                \
   }
-KT_BINARY(Add)
-KT_BINARY(Sub)
-KT_BINARY(Mul)
-KT_BINARY(Div)
-KT_BINARY(Mod)
-KT_BINARY(Min)
-KT_BINARY(Max)
-KT_BINARY(EQ)
-KT_BINARY(NE)
-KT_BINARY(LT)
-KT_BINARY(LE)
-KT_BINARY(GT)
-KT_BINARY(GE)
-KT_BINARY(And)
-KT_BINARY(Or)
+KTUNE_BINARY_NODES(KT_BINARY)
 #undef KT_BINARY
 void IRVisitor::visit_Not(const Not* op) { visit(op->a); }
 void IRVisitor::visit_Select(const Select* op) {
@@ -144,21 +130,7 @@ Expr IRMutator::visit_Cast(const Cast* op, const Expr& self) {
     if (a.same_as(op->a) && b.same_as(op->b)) return self;           \
     return n::make(std::move(a), std::move(b));                      \
   }
-KT_BINARY(Add)
-KT_BINARY(Sub)
-KT_BINARY(Mul)
-KT_BINARY(Div)
-KT_BINARY(Mod)
-KT_BINARY(Min)
-KT_BINARY(Max)
-KT_BINARY(EQ)
-KT_BINARY(NE)
-KT_BINARY(LT)
-KT_BINARY(LE)
-KT_BINARY(GT)
-KT_BINARY(GE)
-KT_BINARY(And)
-KT_BINARY(Or)
+KTUNE_BINARY_NODES(KT_BINARY)
 #undef KT_BINARY
 Expr IRMutator::visit_Not(const Not* op, const Expr& self) {
   Expr a = mutate(op->a);

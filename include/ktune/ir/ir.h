@@ -27,26 +27,31 @@
 
 namespace ktune::ir {
 
+// The binary nodes (operands a and b; comparisons and And/Or give bool): the part of
+// KTUNE_EXPR_NODES that passes treat alike.
+#define KTUNE_BINARY_NODES(X) \
+  X(Add)                      \
+  X(Sub)                      \
+  X(Mul)                      \
+  X(Div)                      \
+  X(Mod)                      \
+  X(Min)                      \
+  X(Max)                      \
+  X(EQ)                       \
+  X(NE)                       \
+  X(LT)                       \
+  X(LE)                       \
+  X(GT)                       \
+  X(GE)                       \
+  X(And)                      \
+  X(Or)
+
 #define KTUNE_EXPR_NODES(X) \
   X(IntImm)                 \
   X(FloatImm)               \
   X(Var)                    \
   X(Cast)                   \
-  X(Add)                    \
-  X(Sub)                    \
-  X(Mul)                    \
-  X(Div)                    \
-  X(Mod)                    \
-  X(Min)                    \
-  X(Max)                    \
-  X(EQ)                     \
-  X(NE)                     \
-  X(LT)                     \
-  X(LE)                     \
-  X(GT)                     \
-  X(GE)                     \
-  X(And)                    \
-  X(Or)                     \
+  KTUNE_BINARY_NODES(X)     \
   X(Not)                    \
   X(Select)                 \
   X(Load)                   \
