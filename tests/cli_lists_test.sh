@@ -6,27 +6,7 @@
 set -u
 KTUNE=$(realpath "${1:?usage: cli_lists_test.sh path/to/ktune path/to/source}")
 SRC=$(realpath "${2:?usage: cli_lists_test.sh path/to/ktune path/to/source}")
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
-fails=0
-
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "ok:   $*"; }
-
-# expect CODE PHRASE -- command...: the exit code, and stderr contains PHRASE.
-expect() {
-  local code=$1 phrase=$2
-  shift 3
-  "$@" >out.txt 2>err.txt
-  local got=$?
-  if [ "$got" -ne "$code" ] || ! grep -qF -- "$phrase" err.txt; then
-    echo "FAIL: $* -> exit $got (want $code), stderr:"; sed 's/^/    /' err.txt
-    fails=$((fails + 1))
-  else
-    ok "$*"
-  fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 
 cat > small.json <<'EOF'
 {"name": "small", "workloads": [
@@ -173,5 +153,4 @@ fi
 "$KTUNE" replay good.json --emit=asm --out=out_s > /dev/null 2>&1 && (cd out_s && gcc -c *.s) && ok "--emit=asm assembles" ||
   fail "--emit=asm"
 
-echo "$fails failure(s)"
-[ "$fails" -eq 0 ]
+finish

@@ -3,25 +3,7 @@
 # log is never truncated. Usage: tests/cli_test.sh path/to/ktune
 set -u
 KTUNE=$(realpath "${1:?usage: cli_test.sh path/to/ktune}")
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
-fails=0
-
-# expect CODE PHRASE -- command...: runs the command, checks its exit code and that stderr
-# contains PHRASE.
-expect() {
-  local code=$1 phrase=$2
-  shift 3
-  "$@" >out.txt 2>err.txt
-  local got=$?
-  if [ "$got" -ne "$code" ] || ! grep -qF -- "$phrase" err.txt; then
-    echo "FAIL: $* -> exit $got (want $code), stderr:"; sed 's/^/    /' err.txt
-    fails=$((fails + 1))
-  else
-    echo "ok:   $*"
-  fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 
 printf 'existing line\n' > keep.jsonl
 expect 2 "unknown kernel or command 'nosuch'" -- "$KTUNE" nosuch
@@ -50,10 +32,10 @@ expect 2 "needs isolated measurement" -- "$KTUNE" matmul --inject-faults=segv --
 expect 2 "no tuning log 'none.jsonl'" -- "$KTUNE" matmul --resume --log=none.jsonl
 printf 'garbage\nexisting line\n' > bad.jsonl
 expect 2 "bad.jsonl:1: not valid JSON" -- "$KTUNE" matmul --M=8 --N=8 --K=8 --budget=2 --resume --log=bad.jsonl
-[ "$(cat bad.jsonl)" = "$(printf 'garbage\nexisting line')" ] || { echo "FAIL: a refused --resume modified a log"; fails=$((fails + 1)); }
+[ "$(cat bad.jsonl)" = "$(printf 'garbage\nexisting line')" ] || { fail "a refused --resume modified a log"; }
 
 if [ "$(cat keep.jsonl)" != "existing line" ]; then
-  echo "FAIL: an existing log was modified by a failing command"; fails=$((fails + 1))
+  fail "an existing log was modified by a failing command"
 fi
 
 # A user's kernel directory adds a kernel that tunes.
@@ -61,17 +43,17 @@ mkdir -p mine
 printf '# Scale a vector.\nkernel scale(N=64)\n  input X[N]\n  output Y[i] = X[i] * 3\n' > mine/scale.kt
 "$KTUNE" --kernels mine scale --N=100 --budget=3 --strategy=random --log=scale.jsonl --json > scale.json 2>err.txt
 if [ $? -ne 0 ] || ! grep -q '"kernel": "scale"' scale.json || [ "$(wc -l < scale.jsonl)" -ne 3 ]; then
-  echo "FAIL: user kernel directory"; cat err.txt; fails=$((fails + 1))
+  fail "user kernel directory"; cat err.txt
 else
-  echo "ok:   --kernels mine scale"
+  ok "--kernels mine scale"
 fi
 
 # Logs are appended, never truncated.
 "$KTUNE" --kernels mine scale --budget=2 --strategy=random --log=scale.jsonl >/dev/null 2>&1
 if [ "$(wc -l < scale.jsonl)" -ne 5 ]; then
-  echo "FAIL: log not appended"; fails=$((fails + 1))
+  fail "log not appended"
 else
-  echo "ok:   log appended"
+  ok "log appended"
 fi
 
 # --resume against a log of another kernel definition or thread count: refused, log unchanged.
@@ -83,12 +65,12 @@ mkdir -p mine2
 mmfile=$("$KTUNE" kernels | grep -A2 '^matmul(' | tail -1 | tr -d ' ')
 sed 's/A\[i, k\] \* B\[k, j\]/A[i, k] * B[k, j] * 2/' "$mmfile" > mine2/matmul.kt
 expect 2 "another definition of the kernel" -- "$KTUNE" --kernels mine2 "${mm[@]}" --budget=4 --threads=2 --resume --log=r.jsonl
-cmp -s r.jsonl r0.jsonl || { echo "FAIL: a refused --resume modified the log"; fails=$((fails + 1)); }
+cmp -s r.jsonl r0.jsonl || { fail "a refused --resume modified the log"; }
 "$KTUNE" "${mm[@]}" --budget=4 --threads=2 --resume --log=r.jsonl > r.txt 2>&1
 if [ $? -ne 0 ] || [ "$(wc -l < r.jsonl)" -ne 4 ] || ! grep -q "2 from the log" r.txt; then
-  echo "FAIL: --resume"; cat r.txt; fails=$((fails + 1))
+  fail "--resume"; cat r.txt
 else
-  echo "ok:   --resume continues a log"
+  ok "--resume continues a log"
 fi
 
 # Strategies: bad values are one-line user errors; a two-phase run logs its phases in order.
@@ -105,14 +87,13 @@ expect 2 "only the two-phase and evolutionary strategies" -- "$KTUNE" matmul --M
 phases=$(grep -o '"phase":"[a-z]*"' tp.jsonl | uniq | tr -d '\n')
 if [ $? -ne 0 ] || [ "$phases" != '"phase":"explore""phase":"refine"' ] || ! grep -q "warm start: the cost model learnt from 4 records" tp.txt ||
    ! grep -q "^refinement: " tp.txt; then
-  echo "FAIL: two-phase run ($phases)"; cat tp.txt; fails=$((fails + 1))
+  fail "two-phase run ($phases)"; cat tp.txt
 else
-  echo "ok:   two-phase run with warm start: explore then refine"
+  ok "two-phase run with warm start: explore then refine"
 fi
-[ "$(cat keep.jsonl)" = "existing line" ] || { echo "FAIL: a failing command modified keep.jsonl"; fails=$((fails + 1)); }
+[ "$(cat keep.jsonl)" = "existing line" ] || { fail "a failing command modified keep.jsonl"; }
 
-"$KTUNE" kernels > kernels.txt 2>&1 && grep -q '^matmul(M=' kernels.txt || { echo "FAIL: ktune kernels"; fails=$((fails + 1)); }
-"$KTUNE" targets > targets.txt 2>&1 && grep -q 'detected host' targets.txt || { echo "FAIL: ktune targets"; fails=$((fails + 1)); }
+"$KTUNE" kernels > kernels.txt 2>&1 && grep -q '^matmul(M=' kernels.txt || { fail "ktune kernels"; }
+"$KTUNE" targets > targets.txt 2>&1 && grep -q 'detected host' targets.txt || { fail "ktune targets"; }
 
-echo "$fails failure(s)"
-[ "$fails" -eq 0 ]
+finish
