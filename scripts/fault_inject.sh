@@ -8,14 +8,7 @@ set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 n=${1:-1000}
 build=$(realpath "${2:-$root/build}")
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-# Private copies: a rebuild of the shared build directory during a long run must not swap the
-# binaries under it (ktune finds ktune-worker next to itself).
-mkdir -p "$tmp/bin"
-cp "$build/ktune" "$build/ktune-worker" "$build/tests/ktune_log_check" "$tmp/bin/" || exit 1
-ktune="$tmp/bin/ktune"
-check="$tmp/bin/ktune_log_check"
+. "$root/scripts/lib/private_ktune.sh"
 
 start=$(date +%s%N)
 "$ktune" matmul --M=32 --N=32 --K=32 --budget=$((2 * n)) --strategy=random --threads=2 --seed=1 --log="$tmp/faults.jsonl" \

@@ -9,14 +9,7 @@ set -u
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 n=${1:-50}
 build=$(realpath "${2:-$root/build}")
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-# Private copies: a rebuild of the shared build directory during a long run must not swap the
-# binaries under it (ktune finds ktune-worker next to itself).
-mkdir -p "$tmp/bin"
-cp "$build/ktune" "$build/ktune-worker" "$build/tests/ktune_log_check" "$tmp/bin/" || exit 1
-ktune="$tmp/bin/ktune"
-check="$tmp/bin/ktune_log_check"
+. "$root/scripts/lib/private_ktune.sh"
 log="$tmp/k9.jsonl"
 args=(matmul --M=32 --N=32 --K=32 --threads=2 --seed=1 --log="$log" --strategy=random)
 RANDOM=${KILL9_SEED:-1}
