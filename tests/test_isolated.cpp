@@ -46,6 +46,20 @@ search::TuneOptions quick_options(int budget) {
   return opt;
 }
 
+// Timing for tests: one run of at least `min_ms`, enough to tell candidates apart.
+runtime::TimingOptions quick_timing(double min_ms = 0.2) {
+  runtime::TimingOptions t;
+  t.repeat = 1;
+  t.min_repeat_ms = min_ms;
+  return t;
+}
+
+// Isolated measurement on.
+search::IsolationOptions isolated_options() {
+  search::IsolationOptions iso = isolated_options();
+  return iso;
+}
+
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
@@ -79,11 +93,8 @@ TEST_CASE("a ComputeDAG survives its JSON form exactly", "[isolated][dag_json]")
 TEST_CASE("the isolated backend measures like the in-process one", "[isolated]") {
   auto dag = shipped("matmul", {{"M", 32}, {"N", 24}, {"K", 16}});
   const target::Target t = target::host_target();
-  runtime::TimingOptions quick;
-  quick.repeat = 1;
-  quick.min_repeat_ms = 0.2;
-  search::IsolationOptions iso;
-  iso.enabled = true;
+  const runtime::TimingOptions quick = quick_timing();
+  search::IsolationOptions iso = isolated_options();
   search::IsolatedMeasurer isolated(dag, t, 2, quick, iso);
   search::Measurer local(dag, t, 2, quick);
   CHECK(isolated.reference_kind() == local.reference_kind());
@@ -177,8 +188,7 @@ TEST_CASE("an isolated batch is measured in order, like in-process, with the cut
   runtime::TimingOptions timing;
   timing.repeat = 3;
   timing.min_repeat_ms = 1e-6;  // every run lasts a group: early rejection applies
-  search::IsolationOptions iso;
-  iso.enabled = true;
+  search::IsolationOptions iso = isolated_options();
   search::IsolatedMeasurer isolated(dag, t, 2, timing, iso);
   search::Measurer local(dag, t, 2, timing);
   search::RandomSampler sampler(dag, t, 8);
@@ -225,11 +235,8 @@ TEST_CASE("an isolated batch is measured in order, like in-process, with the cut
 TEST_CASE("faults in a batch are pinned on their candidates, also while its group compiles", "[isolated][batch][faults]") {
   auto dag = shipped("matmul", {{"M", 32}, {"N", 32}, {"K", 32}});
   const target::Target t = target::host_target();
-  runtime::TimingOptions quick;
-  quick.repeat = 1;
-  quick.min_repeat_ms = 0.2;
-  search::IsolationOptions iso;
-  iso.enabled = true;
+  const runtime::TimingOptions quick = quick_timing();
+  search::IsolationOptions iso = isolated_options();
   iso.run_timeout_s = 0.5;
   iso.compile_timeout_s = 2;
   // Candidates 3, 6, 9 and 12 (1-based) misbehave; the groups hold 8 (2 threads).
@@ -259,11 +266,8 @@ TEST_CASE("faults in a batch are pinned on their candidates, also while its grou
 TEST_CASE("a run limit below --run-timeout stops hopeless candidates early", "[isolated][batch]") {
   auto dag = shipped("matmul", {{"M", 32}, {"N", 32}, {"K", 32}});
   const target::Target t = target::host_target();
-  runtime::TimingOptions quick;
-  quick.repeat = 1;
-  quick.min_repeat_ms = 0.2;
-  search::IsolationOptions iso;
-  iso.enabled = true;
+  const runtime::TimingOptions quick = quick_timing();
+  search::IsolationOptions iso = isolated_options();
   iso.run_timeout_s = 30;
   iso.inject_faults = "hang:every=2";  // the second candidate never finishes
   search::IsolatedMeasurer isolated(dag, t, 2, quick, iso);
@@ -291,11 +295,8 @@ TEST_CASE("a run limit below --run-timeout stops hopeless candidates early", "[i
 TEST_CASE("a worker is replaced after recycle_after candidates, between groups", "[isolated][batch]") {
   auto dag = shipped("matmul", {{"M", 16}, {"N", 16}, {"K", 16}});
   const target::Target t = target::host_target();
-  runtime::TimingOptions quick;
-  quick.repeat = 1;
-  quick.min_repeat_ms = 0.1;
-  search::IsolationOptions iso;
-  iso.enabled = true;
+  const runtime::TimingOptions quick = quick_timing(0.1);
+  search::IsolationOptions iso = isolated_options();
   iso.recycle_after = 5;
   search::IsolatedMeasurer isolated(dag, t, 1, quick, iso);  // groups of 4 on one thread
   search::RandomSampler sampler(dag, t, 3);
