@@ -56,7 +56,8 @@ runtime::TimingOptions quick_timing(double min_ms = 0.2) {
 
 // Isolated measurement on.
 search::IsolationOptions isolated_options() {
-  search::IsolationOptions iso = isolated_options();
+  search::IsolationOptions iso;
+  iso.enabled = true;
   return iso;
 }
 
