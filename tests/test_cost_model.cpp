@@ -86,7 +86,7 @@ TEST_CASE("feature names match the row width and are unique", "[features]") {
   const auto& names = search::feature_names();
   CHECK(int(names.size()) == search::feature_width());
   CHECK(search::feature_width() >= 150);
-  CHECK(search::feature_width() <= 170);
+  CHECK(search::feature_width() <= 180);
   CHECK(std::set<std::string>(names.begin(), names.end()).size() == names.size());
 }
 
@@ -151,6 +151,35 @@ TEST_CASE("vectorized and unrolled variants differ in their annotation features"
   CHECK(feature(fp, update, "parallel_pos_outer_spatial") == 1);
 }
 
+TEST_CASE("register tile, traffic per cache level and the innermost loop", "[features]") {
+  const target::Target t = target::host_target();
+  auto dag = matmul_dag(64, 64, 64);
+  // i.0, j.0, k, i.1 (4), j.1 (16): a 4 x 16 accumulator tile inside the reduction loop k.
+  State st(dag);
+  st.apply(SplitStep{0, 0, {4}});  // i.0, i.1, j, k
+  st.apply(SplitStep{0, 2, {16}});  // i.0, i.1, j.0, j.1, k
+  st.apply(ReorderStep{0, {0, 2, 4, 1, 3}});
+  const search::ProgramFeatures f = search::extract_features(st, t);
+  const int update = f.rows() - 1;
+  const double vector_bytes = std::max(16, t.vector_bits / 8);
+  CHECK(feature(f, update, "acc_vectors") == Approx(std::log2(1.0 + 4 * 16 * 4 / vector_bytes)));
+  CHECK(feature(f, update, "acc_reduce_len") == Approx(std::log2(65.0)));
+  CHECK(feature(f, update, "inner_len") == Approx(std::log2(17.0)));
+  // Along j.1, C and B move with stride 1 and A not at all.
+  CHECK(feature(f, update, "inner_strided") == 0);
+  // The whole problem (48 KiB) fits no level below L2: L2 sees each byte once.
+  CHECK(feature(f, update, "traffic_l2") == Approx(std::log2(1.0 + 3 * 64 * 64 * 4)));
+  CHECK(feature(f, update, "traffic_l1") >= feature(f, update, "traffic_l2"));
+  CHECK(feature(f, update, "traffic_reg") >= feature(f, update, "traffic_l1"));
+  CHECK(feature(f, update, "intensity_l2") > feature(f, update, "intensity_reg"));
+  // Without the reorder the innermost loop is k: A strides along it by 1, B by 64.
+  State plain(dag);
+  const search::ProgramFeatures p = search::extract_features(plain, t);
+  CHECK(feature(p, p.rows() - 1, "inner_strided") == 1);
+  CHECK(feature(p, p.rows() - 1, "acc_vectors") == Approx(std::log2(1.0 + 4 / vector_bytes)));
+  CHECK(feature(p, 0, "acc_vectors") == 0);  // the initialization reduces over nothing
+}
+
 TEST_CASE("GPU bindings have their own features", "[features]") {
   // A CPU target cannot run this schedule, but its features exist: the GPU wave needs no new
   // layout.
@@ -206,6 +235,10 @@ TEST_CASE("pairwise ranking accuracy", "[cost_model]") {
   CHECK(pairwise_ranking_accuracy({1, 1}, {1, 2}) == 0.0);
   CHECK(pairwise_ranking_accuracy({1, 2}, {3, 3}) == 0.5);
   CHECK_THROWS_AS(pairwise_ranking_accuracy({1, 2}, {1}), InternalError);
+  // With a minimum ratio, pairs measured closer than that do not count: (0,1) is 4% apart.
+  CHECK(pairwise_ranking_accuracy({2, 1, 3}, {100, 104, 200}, 1.05) == 1.0);
+  CHECK(pairwise_ranking_accuracy({2, 1, 3}, {100, 104, 200}) == Approx(2.0 / 3.0));
+  CHECK(pairwise_ranking_accuracy({1, 2}, {100, 104}, 1.05) == 0.5);
 }
 
 TEST_CASE("make_cost_model knows xgboost and random", "[cost_model]") {
@@ -261,6 +294,33 @@ TEST_CASE("the xgboost model learns a per-row function through the pack-sum obje
   auto again = search::make_cost_model("xgboost", 1);
   again->update(train, train_y, "dense");
   CHECK(again->predict(test) == model->predict(test));
+}
+
+TEST_CASE("with many programs of one workload the model samples pairs and still ranks",
+          "[cost_model]") {
+  // The target of the previous test; 600 training programs are more than are paired in full
+  // (500): each gets random partners.
+  const target::Target t = target::host_target();
+  auto dag = dense_relu_dag(64, 64, 64);
+  std::vector<search::ProgramFeatures> progs;
+  std::vector<double> score;
+  for (const State& st : sample_states(dag, t, 700, 5)) {
+    search::ProgramFeatures f = search::extract_features(st, t);
+    double s = 0;
+    for (int r = 0; r < f.rows(); ++r)
+      s += feature(f, r, "vec_len") + 0.5 * feature(f, r, "unroll_num") -
+           0.1 * feature(f, r, "B0.stride");
+    progs.push_back(std::move(f));
+    score.push_back(std::exp2(s / 4));
+  }
+  const std::vector<search::ProgramFeatures> train(progs.begin(), progs.begin() + 600),
+      test(progs.begin() + 600, progs.end());
+  auto model = search::make_cost_model("xgboost", 3);
+  model->update(train, std::vector<double>(score.begin(), score.begin() + 600), "dense");
+  const double acc = search::pairwise_ranking_accuracy(
+      model->predict(test), std::vector<double>(score.begin() + 600, score.end()));
+  std::cout << "600 programs, sampled pairs: held-out ranking accuracy " << acc << "\n";
+  CHECK(acc >= 0.85);
 }
 
 TEST_CASE("the xgboost model ranks measured matmul schedules it has not seen",
@@ -328,9 +388,10 @@ TEST_CASE("the xgboost model ranks measured matmul schedules it has not seen",
     sum += acc;
     sum_random += acc_random;
   }
-  // On the loaded 2-core development machine the mean was 0.69-0.73 (0.75 with 300 training
-  // programs); chance is 0.5 with a spread of about 0.025 for a mean of four.
-  CHECK(sum / 4 >= 0.65);
+  // On the loaded 2-core development machine the mean was 0.77-0.79 with the pairwise loss
+  // (0.69-0.73 with Ansor's squared error); chance is 0.5 with a spread of about 0.025 for a
+  // mean of four.
+  CHECK(sum / 4 >= 0.7);
   CHECK(sum_random / 4 > 0.4);
   CHECK(sum_random / 4 < 0.6);
   CHECK(sum / 4 > sum_random / 4 + 0.1);

@@ -99,7 +99,8 @@ constexpr int kOffBuffers = kOffGpu + 8;
 constexpr int kOffCurve = kOffBuffers + kTopBuffers * kBufferFeatures;
 constexpr int kOffAlloc = kOffCurve + kCurvePoints;  // size, prod, outer, inner
 constexpr int kOffOuter = kOffAlloc + 4;  // outer_prod, num_loops, 3 guard features, masked_select
-constexpr int kWidth = kOffOuter + 6;
+constexpr int kOffTile = kOffOuter + 6;  // register tile, traffic per cache level, innermost loop
+constexpr int kWidth = kOffTile + 10;
 
 std::vector<std::string> make_names() {
   std::vector<std::string> n;
@@ -121,7 +122,9 @@ std::vector<std::string> make_names() {
     n.push_back(std::string("arith_intensity_") + std::to_string(k));
   for (const char* f :
        {"alloc_size", "alloc_prod", "alloc_outer_prod", "alloc_inner_prod", "outer_prod",
-        "num_loops", "guarded", "guard_pass", "guard_evals", "masked_select"})
+        "num_loops", "guarded", "guard_pass", "guard_evals", "masked_select", "acc_vectors",
+        "acc_reduce_len", "traffic_reg", "intensity_reg", "traffic_l1", "intensity_l1",
+        "traffic_l2", "intensity_l2", "inner_len", "inner_strided"})
     n.push_back(f);
   KT_CHECK(int(n.size()) == kWidth, "feature names do not match the row layout");
   return n;
@@ -237,7 +240,8 @@ struct BufferUse {
 
 class Extractor : public ir::IRVisitor {
  public:
-  explicit Extractor(const target::Target& t) : gpu_(t.kind != target::TargetKind::CPU) {}
+  explicit Extractor(const target::Target& t)
+      : gpu_(t.kind != target::TargetKind::CPU), vector_bytes_(std::max(16, t.vector_bits / 8)) {}
 
   ProgramFeatures out;
 
@@ -575,6 +579,7 @@ class Extractor : public ir::IRVisitor {
   double pass_ = 1;      // fraction of the loop iterations that pass the enclosing guards
   int guard_depth_ = 0;  // loops down to the innermost one the enclosing guards depend on
   const bool gpu_;
+  const double vector_bytes_;
 };
 
 void Extractor::visit_Store(const ir::Store* op) {
@@ -751,6 +756,32 @@ void Extractor::visit_Store(const ir::Store* op) {
   f[kOffOuter + 3] = float(pass_);
   f[kOffOuter + 4] = guards_ > 0 ? slog(loop_product(0, guard_depth_)) : 0;
   f[kOffOuter + 5] = ops.has_select ? 1 : 0;
+
+  // Register tile: the stored elements the loops inside the innermost loop the store does
+  // not move with (its reduction loop) keep live, in vector registers.
+  const BufferUse& stored = uses[0];
+  for (int d = n - 1; d >= 0; --d)
+    if (stored.stride[d] <= 1e-12) {
+      f[kOffTile + 0] = slog(stored.elems[d + 1] * stored.buffer->dtype.bytes() / vector_bytes_);
+      f[kOffTile + 1] = slog(double(loops_[d].extent));
+      break;
+    }
+  // Traffic into each storage level: the bytes of the largest loop-nest tile that fits it
+  // (the loops from some depth inwards), once per iteration of the loops outside it, and the
+  // value operations per byte of that traffic.
+  const double capacities[3] = {16 * vector_bytes_, 32 * 1024.0, 1024 * 1024.0};
+  for (int c = 0; c < 3; ++c) {
+    int level = n;
+    while (level > 0 && touched[level - 1] <= capacities[c]) --level;
+    const double traffic = touched[level] * loop_product(0, level) * pass_;
+    f[kOffTile + 2 + 2 * c] = slog(traffic);
+    f[kOffTile + 3 + 2 * c] = slog(ops.value_ops * execs / std::max(1.0, traffic));
+  }
+  // The innermost loop and the buffers that do not move along it contiguously.
+  f[kOffTile + 8] = slog(inner_ext);
+  int strided = 0;
+  for (const BufferUse& u : uses) strided += n && u.stride[n - 1] > 1 + 1e-12;
+  f[kOffTile + 9] = float(strided);
 }
 
 }  // namespace

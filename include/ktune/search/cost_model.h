@@ -1,11 +1,12 @@
 // The learned cost model (DESIGN §7): gradient-boosted trees through XGBoost's C API.
 //
 // Each program is a set of feature rows (features.h); its score is the sum of its rows'
-// predictions, and training fits that sum ("pack-sum" objective, a custom gradient).
-// Targets are throughputs normalized per workload to the best seen for that workload (so that
-// one model serves a whole shape list) and samples are weighted by them. The model keeps every
-// sample and retrains from scratch on update(). Before it has enough samples it returns
-// random scores.
+// predictions ("pack-sum"), and training fits those sums with a pairwise ranking loss (a
+// custom gradient): for each pair of programs of one workload, the faster one should score
+// higher, pairs weighted by min(1, log2 of their throughput ratio). Only programs of the same
+// workload are compared, so one model serves a whole shape list. The model keeps every sample
+// and retrains from scratch on update(). Before it has enough samples it returns random
+// scores.
 #pragma once
 
 #include <cstdint>
@@ -35,7 +36,9 @@ class CostModel {
 std::unique_ptr<CostModel> make_cost_model(const std::string& kind, uint64_t seed);
 
 // The fraction of pairs (i, j) with actual[i] != actual[j] that `predicted` orders the same
-// way. 0.5 is chance.
-double pairwise_ranking_accuracy(const std::vector<double>& predicted, const std::vector<double>& actual);
+// way. 0.5 is chance. With `min_ratio` > 1, only the pairs whose larger actual value is more
+// than min_ratio times the smaller count (pairs outside the measurement noise).
+double pairwise_ranking_accuracy(const std::vector<double>& predicted, const std::vector<double>& actual,
+                                 double min_ratio = 1.0);
 
 }  // namespace ktune::search
