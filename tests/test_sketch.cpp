@@ -114,3 +114,77 @@ TEST_CASE("sketch: the innermost tile of the last spatial axis is mostly whole v
   // Uniform over the divisors of 64 would give (7 - log2(lanes)) / 7: 3/7 with 16 lanes.
   CHECK(whole > total * 7 / 10);
 }
+
+TEST_CASE("sketch: sampled matmul tiles are register tiles, long inner k loops and reused packs", "[sketch]") {
+  // An AVX-512 target described by hand (annotation compiles nothing): 32 zmm, 16 f32 lanes.
+  target::Target t = target::host_target();
+  t.features = {"avx512f", "fma"};
+  t.vector_bits = 512;
+  t.cores = 2;
+  t.l2_bytes = 1 << 20;
+  CHECK(search::vector_registers(t) == 32);
+  CHECK(search::register_tile_budget(t) == 28);
+  auto dag = matmul_dag(1024, 1024, 1024);
+  auto sketches = search::generate_sketches(dag, t);
+  search::Annotator annotator(dag, t, 7);
+  int tiles = 0, fitting = 0, covered = 0, long_k = 0, packs = 0, reused = 0, k256 = 0;
+  for (int n = 0; n < 600; ++n) {
+    const auto& sk = sketches[size_t(n) % sketches.size()];
+    schedule::State st = annotator.annotate(sk);
+    for (int s = 0; s < st.num_stages(); ++s) {
+      const auto& stage = st.stage(s);
+      if (stage.op.reduce == te::ReduceKind::None) continue;
+      // The register tile: the spatial loops inside the innermost reduction loop.
+      int last_reduce = -1;
+      for (int p = 0; p < int(stage.leaf.size()); ++p)
+        if (stage.leaf_iter(p).kind == schedule::IterKind::Reduce) last_reduce = p;
+      REQUIRE(last_reduce >= 0);
+      int64_t acc = 1;
+      for (int p = last_reduce + 1; p < int(stage.leaf.size()); ++p) {
+        const int64_t e = stage.leaf_iter(p).extent;
+        acc *= p + 1 == int(stage.leaf.size()) ? (e + 15) / 16 : e;
+      }
+      ++tiles;
+      fitting += acc >= 7 && acc <= 28;
+      // The unroll pragma covers the tile (its loops unrolled, the accumulators in registers).
+      if (acc >= 7 && acc <= 28) covered += stage.auto_unroll_max_step >= acc;
+      const int64_t k_inner = stage.leaf_iter(last_reduce).extent;
+      long_k += k_inner >= 32;
+      k256 += k_inner == 256;
+    }
+    const int b = st.stage_index("B.local");
+    if (b < 0) continue;
+    ++packs;
+    const auto& pack = st.stage(b);
+    if (pack.location == schedule::ComputeLocation::Root) {
+      ++reused;
+      continue;
+    }
+    REQUIRE(pack.location == schedule::ComputeLocation::At);
+    const auto& c = st.stage(pack.attach_stage);
+    // Reuse: the i loops inside the pack's location (B does not depend on i).
+    int64_t reuse = 1;
+    for (int p = c.leaf_position(pack.attach_iter) + 1; p < int(c.leaf.size()); ++p)
+      if (c.leaf_iter(p).name.rfind("i", 0) == 0) reuse *= c.leaf_iter(p).extent;
+    reused += reuse >= 16;
+  }
+  INFO("tiles " << tiles << " fitting " << fitting << " covered " << covered << " long k " << long_k << " k=256 " << k256 << " packs "
+                << packs << " reused " << reused);
+  // With seed 7: 542 / 600 tiles fitting, 466 long k loops, 83 with k = 256, 242 / 300 packs
+  // reused. Uniform choices (innermost <= 64 on every axis, the pack at any of 11 places)
+  // could not give k = 256 at all.
+  CHECK(fitting > tiles * 7 / 10);
+  // Uniform over {0, 16, 64, 512} covers a tile of 17-28 with p = 0.5, of 7-16 with 0.75.
+  CHECK(covered > fitting * 85 / 100);
+  CHECK(long_k > tiles / 2);
+  CHECK(k256 > 0);
+  CHECK(reused > packs * 7 / 10);
+  // The sampler rejects few of these states (a pack's location fused into the parallel
+  // loop, ...): they reach the compiler, not only the annotator.
+  search::RandomSampler sampler(dag, t, 7);
+  for (int n = 0; n < 200; ++n) sampler.sample();
+  int rejected = 0;
+  for (const auto& [reason, count] : sampler.rejected()) rejected += count;
+  INFO("rejected " << rejected << " of " << 200 + rejected);
+  CHECK(rejected < 50);
+}

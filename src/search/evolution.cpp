@@ -74,6 +74,7 @@ struct StepInfo {
   std::string stage;     // the stage the step acts on ("" for cache_read)
   std::string target;    // compute_at: the stage it computes at
   int64_t extent = 0;    // split: the extent of the loop it splits
+  bool reduce = false;   // split: whether that loop is a reduction loop
   int target_loops = 0;  // compute_at: the number of loops of the target stage
   int lead_spatial = 0;  // the number of outermost consecutive spatial loops of `stage`
 };
@@ -105,7 +106,10 @@ Trace trace_steps(const State& s) {
              stage.leaf_iter(info.lead_spatial).kind == IterKind::Spatial)
         ++info.lead_spatial;
       const auto* sp = std::get_if<SplitStep>(&step.v);
-      if (sp && sp->iter >= 0 && sp->iter < int(stage.leaf.size())) info.extent = stage.leaf_iter(sp->iter).extent;
+      if (sp && sp->iter >= 0 && sp->iter < int(stage.leaf.size())) {
+        info.extent = stage.leaf_iter(sp->iter).extent;
+        info.reduce = stage.leaf_iter(sp->iter).kind == IterKind::Reduce;
+      }
     }
     const auto* ca = std::get_if<ComputeAtStep>(&step.v);
     if (ca && ca->target_stage >= 0 && ca->target_stage < st.num_stages()) {
@@ -157,7 +161,8 @@ std::vector<int64_t> prime_factors(int64_t v) {
 using Edit = std::optional<std::vector<Step>>;
 
 // Moves a prime factor between two levels of a perfect split (the outer level, extent /
-// product, included), keeping the innermost length <= 64.
+// product, included), keeping the innermost length of a spatial loop <= 64 (an inner
+// reduction loop may be as long as the extent: the register tile accumulates over it).
 Edit edit_tile_size(const State& s, const Trace& tr, std::mt19937_64& rng, std::string* why) {
   struct Move {
     int step, from, to;
@@ -177,7 +182,7 @@ Edit edit_tile_size(const State& s, const Trace& tr, std::mt19937_64& rng, std::
     for (int a = 0; a <= inner; ++a)
       for (int64_t p : prime_factors(level[a]))
         for (int b = 0; b <= inner; ++b)
-          if (b != a && !(b == inner && level[b] * p > kMaxInnerLength)) moves.push_back({i, a, b, p});
+          if (b != a && !(b == inner && !tr[i].reduce && level[b] * p > kMaxInnerLength)) moves.push_back({i, a, b, p});
     if (!moves.empty()) per_split.push_back(std::move(moves));
   }
   if (per_split.empty()) {

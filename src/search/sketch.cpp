@@ -437,24 +437,100 @@ std::string Sketch::to_string(std::shared_ptr<const te::ComputeDAG> dag) const {
 Annotator::Annotator(std::shared_ptr<const te::ComputeDAG> dag, target::Target t, uint64_t seed)
     : dag_(std::move(dag)), target_(std::move(t)), rng_(seed) {}
 
-std::vector<int64_t> Annotator::random_lengths(int64_t extent, int parts, int64_t inner_max, int64_t lanes) {
+int vector_registers(const target::Target& t) {
+  if (t.triple.rfind("aarch64", 0) == 0 || t.triple.rfind("arm64", 0) == 0) return 32;
+  return t.has_feature("avx512f") ? 32 : 16;
+}
+
+int register_tile_budget(const target::Target& t) { return std::max(1, vector_registers(t) - 4); }
+
+std::vector<int64_t> Annotator::random_lengths(int64_t extent, int parts, const std::vector<int64_t>& inner) {
   // An ordered factorization extent = f0 * f1 * ... * f(parts-1) (f0 outermost); returns
-  // f1..f(parts-1). The innermost factor is at most inner_max; with lanes > 1 it is a
-  // multiple of lanes (whole vectors) with probability 0.8 when the extent has such divisors.
+  // f1..f(parts-1).
   std::vector<int64_t> f(parts);
   int64_t rest = extent;
   for (int k = parts - 1; k >= 1; --k) {
-    std::vector<int64_t> ds, whole;
-    for (int64_t d : divisors(rest))
-      if (k != parts - 1 || d <= inner_max) {
-        ds.push_back(d);
-        if (k == parts - 1 && lanes > 1 && d % lanes == 0) whole.push_back(d);
-      }
-    if (!whole.empty() && std::uniform_real_distribution<double>(0, 1)(rng_) < 0.8) ds = whole;
+    const std::vector<int64_t> ds = k == parts - 1 ? inner : divisors(rest);
     f[k] = ds[std::uniform_int_distribution<size_t>(0, ds.size() - 1)(rng_)];
     rest /= f[k];
   }
   return {f.begin() + 1, f.end()};
+}
+
+std::vector<int64_t> Annotator::inner_choices(int64_t extent, bool spatial, bool reduction_stage, bool vector_axis,
+                                              int64_t lanes, bool last_spatial, bool register_tile, int64_t acc) {
+  std::uniform_real_distribution<double> u(0, 1);
+  const std::vector<int64_t> all = divisors(extent);
+  auto filter = [](const std::vector<int64_t>& v, auto keep) {
+    std::vector<int64_t> out;
+    for (int64_t d : v)
+      if (keep(d)) out.push_back(d);
+    return out;
+  };
+  if (!spatial) {
+    // The inner reduction loop: the register tile accumulates over it; often long.
+    if (reduction_stage && u(rng_) < 0.5) {
+      auto longer = filter(all, [](int64_t d) { return d >= 32; });
+      if (!longer.empty()) return longer;
+    }
+    return filter(all, [&](int64_t d) { return d <= 64 || reduction_stage; });
+  }
+  const auto small = filter(all, [](int64_t d) { return d <= 64; });
+  const auto whole = filter(small, [&](int64_t d) { return vector_axis && lanes > 1 && d % lanes == 0; });
+  if (register_tile && reduction_stage) {
+    const int64_t budget = register_tile_budget(target_);
+    auto count = [&](int64_t d) { return vector_axis && lanes > 1 ? (d + lanes - 1) / lanes : d; };
+    auto fit = filter(small, [&](int64_t d) { return acc * count(d) <= budget; });
+    if (vector_axis && lanes > 1 && u(rng_) < 0.9) {
+      auto v = filter(fit, [&](int64_t d) { return d % lanes == 0; });
+      if (!v.empty()) fit = v;
+    }
+    if (last_spatial) {
+      auto full = filter(fit, [&](int64_t d) { return 4 * acc * count(d) >= budget; });
+      if (!full.empty()) fit = full;
+    }
+    if (!fit.empty()) return fit;
+  }
+  if (!whole.empty() && u(rng_) < 0.8) return whole;
+  return small;
+}
+
+// A location where the pack stage's panel is reused (see sketch.h): -1 for root, a loop
+// position of the consumer, or -2 when no location qualifies.
+int Annotator::pack_location(const State& st, int s, int c) {
+  const Stage& cs = st.stage(c);
+  const int nsp = int(cs.op.axes.size());
+  const int nroot = cs.num_root_iters();
+  // The root axes each iterator derives from.
+  std::vector<std::vector<int>> roots(cs.iters.size());
+  for (int r = 0; r < nroot && r < int(roots.size()); ++r) roots[r] = {r};
+  for (const Relation& rel : cs.relations) {
+    if (const auto* sp = std::get_if<SplitRelation>(&rel)) {
+      for (int ch : sp->children) roots[ch] = roots[sp->parent];
+    } else if (const auto* fu = std::get_if<FuseRelation>(&rel)) {
+      roots[fu->child].clear();
+      for (int p : fu->parents) roots[fu->child].insert(roots[fu->child].end(), roots[p].begin(), roots[p].end());
+    }
+  }
+  std::vector<bool> used(nroot, false);
+  for (const Read& r : reads_of(cs.op)) {
+    if (r.tensor != st.stage(s).op.name) continue;
+    for (int a = 0; a < nroot; ++a)
+      used[a] = used[a] || uses(r.indices, a < nsp ? cs.op.axes[a].var : cs.op.reduce_axes[a - nsp].var);
+  }
+  const int n = int(cs.leaf.size());
+  std::vector<bool> leaf_used(n, false);
+  for (int q = 0; q < n; ++q)
+    for (int a : roots[cs.leaf[q]]) leaf_used[q] = leaf_used[q] || used[a];
+  const int64_t elem_bytes = std::max(1, st.stage(s).op.dtype.bits / 8);
+  std::vector<int> good;
+  for (int p = -1; p < n; ++p) {
+    int64_t panel = 1, reuse = 1;
+    for (int q = p + 1; q < n; ++q) (leaf_used[q] ? panel : reuse) *= cs.leaf_iter(q).extent;
+    if (panel * elem_bytes <= target_.l2_bytes && reuse >= 16) good.push_back(p);
+  }
+  if (good.empty()) return -2;
+  return good[std::uniform_int_distribution<size_t>(0, good.size() - 1)(rng_)];
 }
 
 void Annotator::change_compute_locations(State& st, const Sketch& sk) {
@@ -467,7 +543,13 @@ void Annotator::change_compute_locations(State& st, const Sketch& sk) {
     auto cs = consumers(st, s);
     if (cs.size() != 1 || st.stage(cs[0]).location == ComputeLocation::Inlined) continue;
     const int c = cs[0];
-    const bool inlineable = stage.op.reduce == te::ReduceKind::None && !is_pack_stage(sk, stage.op.name);
+    const bool pack = is_pack_stage(sk, stage.op.name);
+    if (pack && std::uniform_real_distribution<double>(0, 1)(rng_) < 0.75) {
+      const int p = pack_location(st, s, c);
+      if (p >= 0) st.apply(ComputeAtStep{s, c, p});
+      if (p >= -1) continue;
+    }
+    const bool inlineable = stage.op.reduce == te::ReduceKind::None && !pack;
     const int nloops = int(st.stage(c).leaf.size());
     // Choices: root, inline (when possible), or at any loop of the consumer.
     const int choices = 1 + (inlineable ? 1 : 0) + nloops;
@@ -546,38 +628,72 @@ void Annotator::vectorize(State& st) {
   }
 }
 
-void Annotator::unroll(State& st, const Sketch& sk) {
+void Annotator::unroll(State& st, const Sketch& sk, const std::map<int, int64_t>& tile) {
   static const int64_t kSteps[] = {0, 16, 64, 512};
   for (int s = 0; s < st.num_stages(); ++s) {
     const Stage& stage = st.stage(s);
     if (stage.location == ComputeLocation::Inlined || stage.op.reduce == te::ReduceKind::None) continue;
-    const int64_t v = kSteps[std::uniform_int_distribution<int>(0, 3)(rng_)];
+    int64_t v = kSteps[std::uniform_int_distribution<int>(0, 3)(rng_)];
+    // A register tile stays in registers only when its loops are unrolled: mostly the smallest
+    // step that covers the tile (a vectorized loop counts once), so that the long reduction
+    // loop around it stays a loop.
+    const auto t = tile.find(s);
+    if (t != tile.end() && std::uniform_real_distribution<double>(0, 1)(rng_) < 0.8)
+      for (int64_t step : kSteps)
+        if (step >= t->second) {
+          v = step;
+          break;
+        }
     if (v) st.apply(PragmaStep{s, 0, "auto_unroll_max_step", v});
   }
 }
 
 State Annotator::annotate(const Sketch& sk) {
   State st(dag_);
+  std::map<int, int64_t> acc;         // per stage: accumulators of the register tile so far
+  std::map<int, bool> register_tile;  // per stage: whether its tile sizes follow the register budget
+  auto is_hole = [&](size_t i) {
+    return std::any_of(sk.holes.begin(), sk.holes.end(), [&](const SplitHole& h) { return h.step == int(i); });
+  };
   for (size_t i = 0; i < sk.steps.size(); ++i) {
-    const auto hole = std::find_if(sk.holes.begin(), sk.holes.end(), [&](const SplitHole& h) { return h.step == int(i); });
-    if (hole == sk.holes.end()) {
+    if (!is_hole(i)) {
       st.apply(sk.steps[i]);
       continue;
     }
     SplitStep sp = std::get<SplitStep>(sk.steps[i].v);
     const Stage& stage = st.stage(sp.stage);
-    const int64_t ext = stage.leaf_iter(sp.iter).extent;
+    const Iterator& it = stage.leaf_iter(sp.iter);
+    const int64_t ext = it.extent;
+    const bool spatial = it.kind == IterKind::Spatial;
     // The last spatial axis ends innermost in a tiling, where vectorize() finds it.
     const bool vector_axis = stage.leaf[sp.iter] == int(stage.op.axes.size()) - 1;
     const int64_t lanes = vector_axis ? target_.vector_lanes(stage.op.dtype.bits) : 1;
-    sp.lengths = random_lengths(ext, int(sp.lengths.size()) + 1, 64, lanes);
+    // A tiling splits a stage's axes last to first: no later hole on the stage, no later spatial one.
+    bool last_spatial = true;
+    for (size_t j = i + 1; j < sk.steps.size() && last_spatial; ++j)
+      if (is_hole(j) && std::get<SplitStep>(sk.steps[j].v).stage == sp.stage) last_spatial = false;
+    if (!register_tile.count(sp.stage))
+      register_tile[sp.stage] = std::uniform_real_distribution<double>(0, 1)(rng_) < 0.85;
+    if (!acc.count(sp.stage)) acc[sp.stage] = 1;
+    const bool reduction_stage = stage.op.reduce != te::ReduceKind::None;
+    const auto inner = inner_choices(ext, spatial, reduction_stage, vector_axis, lanes, last_spatial,
+                                     register_tile[sp.stage], acc[sp.stage]);
+    sp.lengths = random_lengths(ext, int(sp.lengths.size()) + 1, inner);
+    if (spatial) {
+      const int64_t d = sp.lengths.back();
+      acc[sp.stage] *= vector_axis && lanes > 1 ? (d + lanes - 1) / lanes : d;
+    }
     st.apply(sp);
   }
   change_compute_locations(st, sk);
   split_innermost(st, sk);
   parallelize(st);
   vectorize(st);
-  unroll(st, sk);
+  // The register tiles: stages whose innermost tile was drawn to the register budget.
+  std::map<int, int64_t> tiles;
+  for (const auto& [stage, on] : register_tile)
+    if (on && acc[stage] > 1 && st.stage(stage).op.reduce != te::ReduceKind::None) tiles[stage] = acc[stage];
+  unroll(st, sk, tiles);
   return st;
 }
 

@@ -8,13 +8,25 @@
 // reuse, element-wise consumers, reductions).
 //
 // Annotation turns a sketch into a complete schedule: it replays the steps, filling each
-// split hole with a random ordered factorization of the loop's extent (innermost factor
-// <= 64, and for the last spatial axis mostly whole vectors of the target) (a fused
-// consumer's follow_split steps then follow its producer's tiling), then
-// changes the compute location of untiled stages, splits the innermost spatial
-// loop of untiled root stages by a random divisor (<= 64), fuses the outer spatial loops
-// of each root stage into one parallel loop, vectorizes the innermost spatial loop, and
-// picks an unroll pragma from {0, 16, 64, 512}.
+// split hole with a random ordered factorization of the loop's extent (a fused consumer's
+// follow_split steps then follow its producer's tiling), then changes the compute location
+// of untiled stages, splits the innermost spatial loop of untiled root stages by a random
+// divisor (<= 64), fuses the outer spatial loops of each root stage into one parallel loop,
+// vectorizes the innermost spatial loop, and picks an unroll pragma from {0, 16, 64, 512} (for a
+// register tile, mostly the smallest that covers its accumulators).
+// The innermost factors are drawn with the target in mind (DESIGN §6, "register tile"):
+//  - spatial splits of a tiled reduction: the innermost level is the register tile of
+//    accumulators held across the inner reduction loop. Mostly (p = 0.85) its lengths are
+//    drawn so that the accumulators (innermost lengths multiplied, the vector axis counted
+//    in whole vectors) fit the target's vector registers less 4 for loads and broadcasts
+//    (28 zmm on AVX-512, 12 on AVX2), the last axis drawn filling at least a quarter of
+//    that budget when it can; otherwise innermost <= 64, mostly whole vectors on the last
+//    spatial axis (the vector axis);
+//  - reduction splits: the inner reduction loop (the loop the register tile accumulates
+//    over) may take any divisor of the extent, half the time one >= 32 (a long loop);
+//  - a pack stage (cache_read for packing) is mostly (p = 0.75) put where its panel is
+//    reused: at root or at a consumer loop inside which the packed panel fits the L2 cache
+//    and the loops the packed tensor does not depend on repeat it >= 16 times.
 #pragma once
 
 #include <map>
@@ -85,16 +97,30 @@ class Annotator {
   std::mt19937_64& rng() { return rng_; }
 
  private:
-  std::vector<int64_t> random_lengths(int64_t extent, int parts, int64_t inner_max, int64_t lanes);
+  // An ordered factorization of `extent` into `parts` factors, innermost drawn from
+  // `inner` (divisors of extent, non-empty), the others uniformly; returns all but the outermost.
+  std::vector<int64_t> random_lengths(int64_t extent, int parts, const std::vector<int64_t>& inner);
+  // The allowed innermost factors of one split hole (see the file comment); `acc` is the
+  // accumulator count of the stage's register tile so far (updated), `last_spatial` whether
+  // no other spatial hole of the stage follows.
+  std::vector<int64_t> inner_choices(int64_t extent, bool spatial, bool reduction_stage, bool vector_axis,
+                                     int64_t lanes, bool last_spatial, bool register_tile, int64_t acc);
+  int pack_location(const schedule::State& st, int stage, int consumer);
   void change_compute_locations(schedule::State& st, const Sketch& sk);
   void split_innermost(schedule::State& st, const Sketch& sk);
   void parallelize(schedule::State& st);
   void vectorize(schedule::State& st);
-  void unroll(schedule::State& st, const Sketch& sk);
+  // `tile`: per stage with a register tile, its accumulator count (the unroll step mostly covers it).
+  void unroll(schedule::State& st, const Sketch& sk, const std::map<int, int64_t>& tile);
 
   std::shared_ptr<const te::ComputeDAG> dag_;
   target::Target target_;
   std::mt19937_64 rng_;
 };
+
+// Vector registers of a CPU target (32 with AVX-512 or on AArch64, else 16) and the
+// accumulator budget of a register tile (the registers less 4 for loads and broadcasts).
+int vector_registers(const target::Target& t);
+int register_tile_budget(const target::Target& t);
 
 }  // namespace ktune::search
