@@ -430,3 +430,111 @@ TEST_CASE("droplet measures a start given without timings first; a failed start 
   CHECK(std::isnan(policy.accepted()[0].p_value));
   CHECK(policy.radius() == 1);
 }
+
+namespace {
+
+// A descent on the synthetic objective on a machine whose speed drifts: every measurement
+// (of 5 group means, 0.2% noise) is taken `drift` faster than the one before (a measurement
+// later in time looks faster). With `confirm`, faster-looking neighbours are confirmed by
+// interleaved re-measurement on the same drifting clock. Counts the accepted moves that are
+// truly worse (a higher objective than the centre they left) and those truly better.
+struct DriftRun {
+  int worse = 0, better = 0, measured = 0, remeasured = 0;
+  double final_objective = 0;
+  std::vector<search::DropletTest> tests;
+};
+
+DriftRun drift_descend(const schedule::State& start, bool confirm, double drift, uint64_t seed) {
+  const target::Target t = target::host_target();
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> n01(0, 1);
+  double speed = 1;
+  DriftRun run;
+  auto measure = [&](const schedule::State& st) {
+    search::MeasureResult r;
+    if (fails(st)) {
+      r = fake_result({1e-3, 1e-3});
+      r.error = runtime::ErrorClass::RuntimeError;
+    } else {
+      std::vector<double> v;
+      for (int g = 0; g < 5; ++g) v.push_back(objective(st) * speed * (1 + 0.002 * n01(rng)));
+      r = fake_result(v);
+      std::vector<double> sorted = v;
+      std::sort(sorted.begin(), sorted.end());
+      r.timing.median_ms = sorted[2];
+    }
+    speed *= 1 - drift;
+    return r;
+  };
+  DropletPolicy policy(start.dag_ptr(), t, start, measure(start).timing.group_means_ms, seed);
+  if (confirm)
+    policy.set_remeasure([&](const std::vector<schedule::State>& states) {
+      std::vector<search::MeasureResult> out;
+      for (const auto& st : states) out.push_back(measure(st));
+      run.remeasured += int(states.size());
+      return out;
+    });
+  std::unordered_set<std::string> measured = {schedule::canonical_key(start.steps())};
+  while (run.measured < 600) {
+    const std::vector<schedule::State> batch = policy.propose(16, measured);
+    if (batch.empty()) break;
+    std::vector<search::MeasureResult> results;
+    for (const auto& st : batch) {
+      measured.insert(schedule::canonical_key(st.steps()));
+      results.push_back(measure(st));
+    }
+    run.measured += int(batch.size());
+    const double before = objective(policy.centre());
+    const size_t accepted = policy.accepted().size();
+    policy.observe(batch, results);
+    if (policy.accepted().size() == accepted) continue;
+    const double after = objective(policy.centre());
+    run.worse += after > before + 1e-12;
+    run.better += after < before - 1e-12;
+  }
+  run.final_objective = objective(policy.centre());
+  run.tests = policy.tests();
+  return run;
+}
+
+}  // namespace
+
+TEST_CASE("droplet confirms moves by interleaved re-measurement, so drift cannot make a move win", "[droplet]") {
+  const schedule::State start = synthetic_start(2);
+  INFO("start:\n" << start.steps_text());
+  // The machine speeds up by 0.3% per measurement (about 4% over a batch of 16): against the
+  // centre's stored timings a later neighbour looks faster than it is, so truly worse moves
+  // win (the old experiment design); interleaved with the centre they do not.
+  const DriftRun stale = drift_descend(start, false, 0.003, 7);
+  CHECK(stale.worse > 0);
+  CHECK(stale.remeasured == 0);
+  for (uint64_t seed : {7, 8, 9}) {
+    INFO("seed " << seed);
+    const DriftRun fresh = drift_descend(start, true, 0.003, seed);
+    CHECK(fresh.worse == 0);
+    CHECK(fresh.better > 0);
+    CHECK(fresh.final_objective < objective(start));
+    CHECK(!fresh.tests.empty());
+    CHECK(fresh.remeasured == 4 * int(fresh.tests.size()));  // 2 rounds of (centre, neighbour)
+    int accepted = 0;
+    for (const search::DropletTest& t : fresh.tests) {
+      if (!t.accepted) continue;
+      ++accepted;
+      CHECK(t.p_value < 0.05);
+      CHECK(t.candidate_ms < t.centre_ms);
+      CHECK(t.rounds_won == t.rounds);
+    }
+    CHECK(accepted == fresh.better);
+  }
+  // The machine slows down by 0.3% per measurement: against stored timings every neighbour
+  // looks slower, and real improvements are missed; confirmation still finds them.
+  const DriftRun slowing_stale = drift_descend(start, false, -0.003, 7);
+  const DriftRun slowing = drift_descend(start, true, -0.003, 7);
+  CHECK(slowing.worse == 0);
+  CHECK(slowing.final_objective < slowing_stale.final_objective);
+  WARN("drift +0.3%/measurement: stored timings accept " << stale.worse << " worse and " << stale.better
+                                                           << " better moves; confirmed: 0 worse; drift -0.3%: final "
+                                                           << slowing_stale.final_objective << " (stored) vs "
+                                                           << slowing.final_objective << " (confirmed), start "
+                                                           << objective(start));
+}

@@ -3,6 +3,7 @@
 // model from logs of other shapes.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -64,11 +65,17 @@ TEST_CASE("two-phase explores for the budget, then refines the best with recorde
   CHECK(r.explore_best_ms > 0);
   CHECK(r.best->median_ms <= r.explore_best_ms);
   // Every accepted move improved on the centre it left, and is a logged refine trial.
+  // Moves are accepted on interleaved re-measurements (2 rounds of centre and neighbour),
+  // which are neither logged nor counted as trials.
   for (const auto& m : r.refinement) {
     CHECK(m.to_ms < m.from_ms);
     CHECK(m.trial > 24);
     CHECK(m.trial <= r.trials);
+    CHECK(m.confirmed);
+    CHECK(m.p_value < 0.05);
   }
+  CHECK(r.refine_confirmations >= int(r.refinement.size()));
+  CHECK(r.refine_remeasured == 4 * r.refine_confirmations);
   // The log holds every trial, exploration first, each candidate once.
   const auto recs = log::read_log(log).records;
   REQUIRE(int(recs.size()) == r.trials);
@@ -172,4 +179,31 @@ TEST_CASE("warm start: records of other shapes train the model; bad logs are use
                     Catch::Contains("there is no tuning log"));
   std::filesystem::remove(a);
   std::filesystem::remove(b);
+}
+
+TEST_CASE("the slow cutoff times a short candidate slower than it by one group, others fully", "[two-phase]") {
+  const auto def = matmul_def();
+  auto dag = matmul(def, 64, 64, 64);
+  runtime::TimingOptions timing;
+  timing.repeat = 5;
+  timing.min_repeat_ms = 20;  // the verification run is far shorter: a short run
+  search::Measurer measurer(dag, target::host_target(), 1, timing);
+  const schedule::State naive(dag);
+  search::MeasureOptions slow;
+  slow.slow_cutoff_ms = 1e-9;  // anything is slower
+  const search::MeasureResult r1 = measurer.measure(naive, slow);
+  REQUIRE(r1.valid());
+  CHECK(r1.timing.group_means_ms.size() == 1);
+  CHECK(r1.timing.median_ms == r1.timing.group_means_ms[0]);
+  CHECK(r1.timing.number >= 1);
+  search::MeasureOptions fast;
+  fast.slow_cutoff_ms = 1e9;  // nothing is slower: the first group and the remaining ones
+  const search::MeasureResult r2 = measurer.measure(naive, fast);
+  REQUIRE(r2.valid());
+  CHECK(r2.timing.group_means_ms.size() == 5);
+  std::vector<double> sorted = r2.timing.group_means_ms;
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(r2.timing.median_ms == sorted[2]);
+  const search::MeasureResult r3 = measurer.measure(naive, search::MeasureOptions{});
+  CHECK(r3.timing.group_means_ms.size() == 5);
 }

@@ -402,6 +402,58 @@ struct DropletPolicy::Impl {
 
   int measurements = 0, rejected = 0;
   std::vector<DropletStep> accepted;
+  RemeasureFn remeasure;
+  std::vector<DropletTest> tests;
+  std::vector<double> last_candidate_times;  // the fresh samples of the last confirmed neighbour
+
+  // Measures the centre and `cand` again, interleaved (ABBA: C X, X C, C X, ...), and tests
+  // the fresh samples. The centre's timings become its fresh ones either way.
+  DropletTest confirm(const Candidate& cand) {
+    DropletTest t;
+    t.move = cand.description;
+    const int rounds = std::max(1, opt.confirm_rounds);
+    std::vector<State> states;
+    for (int r = 0; r < rounds; ++r) {
+      const bool centre_first = r % 2 == 0;
+      states.push_back(centre_first ? centre : cand.state);
+      states.push_back(centre_first ? cand.state : centre);
+    }
+    const std::vector<MeasureResult> res = remeasure(states);
+    std::vector<double> a, b;  // centre, candidate: all fresh group means
+    for (size_t r = 0; 2 * r + 1 < res.size(); ++r) {
+      const bool centre_first = r % 2 == 0;
+      const MeasureResult& mc = res[2 * r + (centre_first ? 0 : 1)];
+      const MeasureResult& mx = res[2 * r + (centre_first ? 1 : 0)];
+      if (!mc.valid() || !mx.valid() || mc.timing.group_means_ms.empty() || mx.timing.group_means_ms.empty()) {
+        // A neighbour that fails now (or a centre that does) is not taken.
+        t.rounds = 0;
+        break;
+      }
+      ++t.rounds;
+      t.rounds_won += mx.timing.median_ms < mc.timing.median_ms;
+      a.insert(a.end(), mc.timing.group_means_ms.begin(), mc.timing.group_means_ms.end());
+      b.insert(b.end(), mx.timing.group_means_ms.begin(), mx.timing.group_means_ms.end());
+    }
+    if (t.rounds < rounds || a.empty() || b.empty()) {
+      t.p_value = std::numeric_limits<double>::quiet_NaN();
+      tests.push_back(t);
+      debug(1) << "droplet: confirmation of " << t.move << " incomplete\n";
+      return t;
+    }
+    t.centre_ms = mean(a);
+    t.candidate_ms = mean(b);
+    last_candidate_times = b;
+    t.p_value = welch_p_value(a, b);
+    t.accepted = t.candidate_ms < t.centre_ms && !std::isnan(t.p_value) && t.p_value < opt.alpha &&
+                 2 * t.rounds_won > t.rounds;
+    centre_times = a;
+    centre_mean = t.centre_ms;
+    tests.push_back(t);
+    debug(1) << "droplet: confirm " << t.move << ": centre " << t.centre_ms << " ms, neighbour " << t.candidate_ms
+             << " ms, p = " << t.p_value << ", won " << t.rounds_won << "/" << t.rounds << " rounds: "
+             << (t.accepted ? "accepted" : "rejected") << "\n";
+    return t;
+  }
 
   void recentre(State st, std::vector<double> times) {
     centre = std::move(st);
@@ -544,7 +596,7 @@ void DropletPolicy::observe(const std::vector<State>& states, const std::vector<
     double mean;
     const Candidate* cand;
   };
-  std::vector<Measured> faster;
+  std::vector<Measured> faster, valid;
   std::vector<Candidate> done;
   done.reserve(states.size());
   for (size_t i = 0; i < states.size(); ++i) {
@@ -567,8 +619,31 @@ void DropletPolicy::observe(const std::vector<State>& states, const std::vector<
     const double m = mean(times);
     if (!d.pairs && done.back().move.size() == 1) d.singles.push_back({done.back().move, m});
     if (m < d.centre_mean) faster.push_back({i, m, &done.back()});
+    valid.push_back({i, m, &done.back()});
   }
   std::stable_sort(faster.begin(), faster.end(), [](const Measured& x, const Measured& y) { return x.mean < y.mean; });
+  if (d.remeasure && !d.centre_times.empty()) {  // a centre without timings loses to any valid one
+    std::stable_sort(valid.begin(), valid.end(), [](const Measured& x, const Measured& y) { return x.mean < y.mean; });
+    int confirmed = 0;
+    for (const Measured& f : valid) {
+      if (confirmed >= d.opt.confirm_candidates) break;
+      // The fastest is always confirmed (against the centre's stored timings its time says
+      // little: the machine may have slowed down since); the others only while they look
+      // faster than the centre's fresh timings.
+      if (confirmed > 0 && f.mean >= d.centre_mean) break;
+      ++confirmed;
+      const DropletTest t = d.confirm(*f.cand);
+      if (!t.accepted) continue;
+      DropletStep step{d.measurements, t.centre_ms, t.candidate_ms, t.p_value, f.cand->description};
+      step.confirmed = true;
+      d.accepted.push_back(step);
+      debug(1) << "droplet: " << f.cand->description << ": " << t.centre_ms << " -> " << t.candidate_ms
+               << " ms (p = " << t.p_value << ", confirmed)\n";
+      d.recentre(states[f.i], d.last_candidate_times);
+      return;
+    }
+    return;
+  }
   for (const Measured& f : faster) {
     const double p = welch_p_value(d.centre_times, results[f.i].timing.group_means_ms);
     if (!std::isnan(p) && p >= d.opt.alpha) continue;
@@ -579,6 +654,9 @@ void DropletPolicy::observe(const std::vector<State>& states, const std::vector<
     return;
   }
 }
+
+void DropletPolicy::set_remeasure(RemeasureFn f) { impl_->remeasure = std::move(f); }
+const std::vector<DropletTest>& DropletPolicy::tests() const { return impl_->tests; }
 
 bool DropletPolicy::converged() const { return impl_->converged; }
 const State& DropletPolicy::centre() const { return impl_->centre; }

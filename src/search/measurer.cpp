@@ -2,6 +2,7 @@
 // groups and run one candidate at a time.
 #include "ktune/search/measurer.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <exception>
@@ -155,6 +156,28 @@ MeasureResult Measurer::run(CompiledCandidate& c, const MeasureOptions& opt, Mea
     r.timing.group_means_ms = {run_ms};
     r.timing.median_ms = run_ms;
     r.timing.number = 1;
+  } else if (!long_run && opt.slow_cutoff_ms > 0 && timing_.repeat > 1) {
+    // A short run is timed in two stages: one group first (warmed up and calibrated as
+    // always); a candidate whose group is slower than the cutoff is not timed further (one
+    // group mean, as a long slow run has one run), the others get the remaining groups.
+    obs.on_phase(MeasurePhase::Time, run_ms);
+    runtime::TimingOptions first = timing_;
+    first.repeat = 1;
+    r.timing = k->time(args, first);
+    if (r.timing.median_ms <= opt.slow_cutoff_ms) {
+      runtime::TimingOptions rest = timing_;
+      rest.warmup = 0;
+      rest.number = r.timing.number;
+      rest.repeat = timing_.repeat - 1;
+      rest.max_total_ms = std::max(0.0, timing_.max_total_ms - r.timing.median_ms * r.timing.number);
+      const runtime::Timing more = k->time(args, rest);
+      r.timing.group_means_ms.insert(r.timing.group_means_ms.end(), more.group_means_ms.begin(),
+                                     more.group_means_ms.end());
+      std::vector<double> sorted = r.timing.group_means_ms;
+      std::sort(sorted.begin(), sorted.end());
+      const size_t n = sorted.size();
+      r.timing.median_ms = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+    }
   } else {
     obs.on_phase(MeasurePhase::Time, run_ms);
     runtime::TimingOptions timing = timing_;

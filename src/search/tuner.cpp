@@ -78,6 +78,7 @@ class TwoPhasePolicy : public SearchPolicy {
       if (!best_) return {};
       explore_best_ms_ = best_ms_;
       refine_ = std::make_unique<DropletPolicy>(dag_, target_, *best_, best_times_, seed_ + 1);
+      if (remeasure_) refine_->set_remeasure(remeasure_);
     }
     if (refined_ >= refine_budget_) return {};
     refining_ = true;
@@ -114,12 +115,19 @@ class TwoPhasePolicy : public SearchPolicy {
 
   std::string phase() const override { return refining_ ? "refine" : explore_->phase(); }
 
+  void set_remeasure(RemeasureFn f) override {
+    remeasure_ = std::move(f);
+    if (refine_) refine_->set_remeasure(remeasure_);
+  }
+
   void report(TuneResult& r) const override {
     r.explore_best_ms = refine_ ? explore_best_ms_ : best_ms_;
     if (!refine_) return;
     r.refine_converged = refine_->converged();
     for (const DropletStep& d : refine_->accepted())
-      r.refinement.push_back({explored_ + d.trial, d.from_ms, d.to_ms, d.p_value, d.move});
+      r.refinement.push_back({explored_ + d.trial, d.from_ms, d.to_ms, d.p_value, d.move, d.confirmed});
+    r.refine_confirmations = int(refine_->tests().size());
+    for (const DropletTest& t : refine_->tests()) r.refine_remeasured += 2 * t.rounds;
   }
 
  private:
@@ -134,6 +142,7 @@ class TwoPhasePolicy : public SearchPolicy {
   target::Target target_;
   std::unique_ptr<SearchPolicy> explore_;
   std::unique_ptr<DropletPolicy> refine_;
+  RemeasureFn remeasure_;
   int explore_budget_, refine_budget_;
   bool explore_until_valid_;
   uint64_t seed_;
@@ -238,6 +247,22 @@ TuningTask::TuningTask(std::shared_ptr<const te::ComputeDAG> dag, target::Target
   policy_ = make_policy(opt_, dag_, target_, opt_.model);
   if (!backend_) backend_ = make_measure_backend(dag_, target_, opt_.threads, opt_.timing, opt_.isolation);
   result_.reference = backend_->reference_kind();
+  // Confirmations of the refinement: fully timed (no slow cutoff), under the run limit, and
+  // stopped like the search (a shorter result then).
+  policy_->set_remeasure([this](const std::vector<schedule::State>& states) {
+    BatchHooks hooks;
+    hooks.keep_going = [&] {
+      const bool past = deadline_ && std::chrono::steady_clock::now() >= *deadline_;
+      return !stop_requested() && !past;
+    };
+    hooks.options = [&](size_t) {
+      MeasureOptions o;
+      const double scale_ms = result_.best ? result_.best->median_ms : backend_->reference_ms();
+      if (scale_ms > 0) o.run_limit_s = std::max(kMinRunLimitS, kRunLimitFactor * scale_ms / 1000);
+      return o;
+    };
+    return backend_->measure_batch(states, hooks);
+  });
 }
 
 TuningTask::~TuningTask() = default;

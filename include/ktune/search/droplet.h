@@ -10,6 +10,20 @@
 // improves nothing r grows; the search has converged when the largest useful radius improves
 // nothing.
 //
+// Which timings are compared (the experiment design): the centre's timings were taken
+// earlier, and on a shared machine the speed drifts by 10-20% within a minute, more than
+// most moves gain; a test against them measures the drift. So, when the policy has a way to
+// re-measure (set_remeasure; the tuner gives one), neighbours are *confirmed*: the centre and
+// the neighbour are measured again, interleaved in ABBA order over `confirm_rounds` rounds
+// (both see the same machine state, and with an even number of rounds a linear drift
+// cancels), and the t-test compares those fresh samples; in addition the neighbour's median
+// must be below the centre's in a majority of the rounds. The fastest neighbour of each
+// observed batch is always confirmed, then (up to `confirm_candidates` in all) the next
+// fastest while they are faster than the centre's fresh timings. An accepted neighbour
+// becomes the centre with its fresh timings; a rejected one leaves the centre with its fresh
+// timings (the latest reference). Without re-measurement, the test compares with the
+// centre's stored timings.
+//
 // One neighbourhood at radius r is measured in two rounds: first every single move (each
 // coordinate r values down and r values up, where that value exists; in an order shuffled by
 // the seed, so that a short batch favours no coordinate), then, when none of them was
@@ -20,6 +34,7 @@
 // twice. The cap on measurements is the caller's (its budget).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -33,6 +48,19 @@ struct DropletOptions {
   double alpha = 0.05;
   // The fastest single moves of a radius that are combined pairwise when none was accepted.
   int pair_moves = 5;
+  // Confirmation by interleaved re-measurement (see above; used when set_remeasure was
+  // called): rounds of (centre, neighbour) pairs, and neighbours confirmed per batch at most.
+  int confirm_rounds = 2;
+  int confirm_candidates = 2;
+};
+
+// One confirmation of a neighbour against the centre (interleaved re-measurement).
+struct DropletTest {
+  std::string move;
+  double centre_ms = 0, candidate_ms = 0;  // means of the fresh group means
+  double p_value = 1;                      // Welch's on the fresh samples
+  int rounds_won = 0, rounds = 0;          // rounds where the neighbour's median was lower
+  bool accepted = false;
 };
 
 // One accepted move.
@@ -41,6 +69,7 @@ struct DropletStep {
   double from_ms = 0, to_ms = 0;
   double p_value = 1;  // Welch's; NaN when decided on the means alone (< 2 timings)
   std::string move;    // readable: "split C.local i: [4, 8, 2] -> [8, 4, 2]"
+  bool confirmed = false;  // decided on interleaved fresh timings (from_ms, to_ms are theirs)
 };
 
 class DropletPolicy : public SearchPolicy {
@@ -53,6 +82,8 @@ class DropletPolicy : public SearchPolicy {
   std::vector<schedule::State> propose(int n, const std::unordered_set<std::string>& measured) override;
   void observe(const std::vector<schedule::State>& states, const std::vector<MeasureResult>& results) override;
   std::string phase() const override { return "refine"; }
+  // Confirm faster neighbours by interleaved re-measurement through `f` (see above).
+  void set_remeasure(RemeasureFn f) override;
 
   // True once no neighbour is left to measure at the largest useful radius (propose() then
   // returns nothing).
@@ -61,6 +92,8 @@ class DropletPolicy : public SearchPolicy {
   // The mean of the centre's timings (infinity while the centre has no valid timing).
   double centre_ms() const;
   const std::vector<DropletStep>& accepted() const;
+  // Every confirmation made, accepted or not, in order.
+  const std::vector<DropletTest>& tests() const;
   // The current radius, and how many neighbours were dropped because they did not replay or
   // lower (moves keep splits perfect, so these are rare).
   int radius() const;

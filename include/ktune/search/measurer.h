@@ -68,7 +68,9 @@ struct MeasureOptions {
   // Early rejection of slow candidates: when the verification run takes longer than this
   // many milliseconds (and at least a timing group, min_repeat_ms), the candidate is not timed
   // further. It is still verified and valid; its timing is that one run (one value instead of
-  // the group means: honest, less precise). 0: no cutoff.
+  // the group means: honest, less precise). A shorter verification run says too little (a
+  // cold run): the candidate's first timing group decides instead, and one slower than the
+  // cutoff is not timed further (its timing is that group). 0: no cutoff.
   double slow_cutoff_ms = 0;
   // A run limit below the backend's --run-timeout, in seconds (0: none): a candidate far
   // slower than the best so far, or than the naive schedule, is hopeless, and waiting out the

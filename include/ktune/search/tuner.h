@@ -75,6 +75,7 @@ struct RefineStep {
   double from_ms = 0, to_ms = 0;
   double p_value = 1;  // Welch's t-test; NaN when decided on the means alone
   std::string move;
+  bool confirmed = false;  // decided on interleaved re-measurements (from_ms, to_ms are theirs)
 };
 
 struct TuneResult {
@@ -93,6 +94,9 @@ struct TuneResult {
   double explore_best_ms = 0;
   std::vector<RefineStep> refinement;
   bool refine_converged = false;
+  // Refinement: neighbours confirmed by interleaved re-measurement, and the measurements that
+  // took (not counted in `trials`, not logged).
+  int refine_confirmations = 0, refine_remeasured = 0;
   // --warm-start: records that trained the model, and those skipped (other kernel
   // parameters that no longer replay, bad lines).
   int warm_start_records = 0, warm_start_skipped = 0;
@@ -105,6 +109,10 @@ struct TuneResult {
   };
   std::optional<Sustained> sustained;
 };
+
+// Measures states again (not logged, not counted against the budget), in order; the result
+// is shorter when the tune is stopping.
+using RemeasureFn = std::function<std::vector<MeasureResult>(const std::vector<schedule::State>&)>;
 
 // Proposes candidates. Implementations: random (the sketch sampler), evolutionary (cost
 // model guided), droplet (refinement), and two-phase, which runs the evolutionary search for
@@ -124,6 +132,9 @@ class SearchPolicy {
   virtual std::string phase() const = 0;
   // Fills the strategy-specific parts of a result (phases, refinement moves).
   virtual void report(TuneResult& r) const {}
+  // A way to measure candidates again outside the budget (the refinement confirms its moves
+  // with it); policies that need none ignore it.
+  virtual void set_remeasure(RemeasureFn f) {}
 };
 
 // The policy for opt.strategy; UserError for an unknown one. `model` is the cost model of the
