@@ -4,11 +4,12 @@
 # scripts/bench/baselines.cpp with ktune's protocol, and ktune tuning the same workloads
 # (plus, optionally, records from existing tuning logs and replayed hand-written schedules).
 # A conv2d layer is tuned with each ktune kernel that computes it: conv2d (NCHW),
-# conv2d_nhwc and conv2d_nchwc (blocked NCHW16c), the layouts oneDNN picks among (layout
+# conv2d_nhwc and conv2d_nchwc (blocked NCHW16c), the layouts oneDNN picks among, and a
+# depthwise layer with depthwise_conv2d (NCHW) and depthwise_conv2d_nchwc (NCHW16c) (layout
 # conversions are outside the timed kernel, as oneDNN's reorders are; --ktune-kernels
-# picks some). Prints, per thread count, a table of GFLOP/s of each
-# ktune kernel and each baseline, and the ratio of ktune's best to the best baseline, with
-# the geometric mean of the ratio per group.
+# picks some). Prints, per thread count, a table of GFLOP/s (2 x MACs / time for ktune and
+# the baselines alike) of each ktune kernel and each baseline, and the ratio of ktune's best
+# to the best baseline, with the geometric mean of the ratio per group.
 #
 # Usage: scripts/bench_cpu.sh [--threads "1 2"] [--quick] [--budget N] [--groups G,G]
 #                             [--only ID,ID] [--ktune-kernels K,K] [--ktune-log LOG]...
@@ -19,7 +20,8 @@
 #   --budget N             ktune candidates per tune (default: $KTUNE_BUDGET, else 32; 8 quick)
 #   --groups G,G           only these groups: matmul, resnet18_conv, mobilenet_dw
 #   --only ID,ID           only these workloads (ids as in the table)
-#   --ktune-kernels K,K    tune only with these ktune kernels (e.g. conv2d_nchwc)
+#   --ktune-kernels K,K    tune only with these ktune kernels (e.g. conv2d_nchwc,
+#                          depthwise_conv2d_nchwc)
 #   --ktune-log LOG        also take ktune's best valid record per workload and thread count
 #                          from this existing tuning log (may repeat)
 #   --ktune-schedules DIR  replay every DIR/*.json schedule ({"kernel","params","steps"}) with
@@ -145,6 +147,14 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
   fi
 fi
 
+# A misspelt --ktune-kernels name would tune nothing, silently.
+for k in ${ktune_kernels//,/ }; do
+  if ! "$baselines" --list | cut -f3 | grep -qxF "$k"; then
+    echo "bench_cpu.sh: --ktune-kernels: no workload is computed by a ktune kernel '$k' (kernels: $("$baselines" --list | cut -f3 | sort -u | tr '\n' ' '))" >&2
+    exit 2
+  fi
+done
+
 replay=0
 if [ -n "$schedules" ]; then
   if "$ktune" --help 2>&1 | grep -qE '^[[:space:]]+replay([[:space:]]|$)'; then
@@ -230,11 +240,36 @@ except ValueError:
 print("null")'
 }
 
+# The time (ms) that goes with gflops_of's figure: the tune summary's best.time_ms, or the
+# time_ms of the fastest replayed candidate; "null" if there is none. The report computes
+# ktune's GFLOP/s from it and the workload's MACs, as the baselines do: ktune's own figure
+# counts the kernel's flops, which include the padding stage's selects (6-24% more than
+# 2 x MACs on the depthwise layers).
+time_ms_of() {
+  python3 -c '
+import json, sys
+try:
+    d = json.loads(sys.stdin.read())
+    if isinstance(d, list):
+        v = [x for x in d if isinstance(x, dict) and x.get("gflops") is not None and x.get("time_ms")]
+        print(max(v, key=lambda x: x["gflops"])["time_ms"] if v else "null"); sys.exit(0)
+    for get in (lambda d: d["best"]["time_ms"], lambda d: d["time_ms"], lambda d: d["result"]["median_ms"]):
+        try:
+            v = get(d)
+            if v:
+                print(v); sys.exit(0)
+        except (KeyError, TypeError):
+            pass
+except ValueError:
+    pass
+print("null")'
+}
+
 # Replays the schedules of $schedules that compute workload $1 ('-': those computing none of
 # the workloads) with $2 threads, each right after waiting for a quiet machine; like the
 # baselines, the best of --repeat runs counts.
 replay_schedules() {
-  local sid f f_abs res g x k
+  local sid f f_abs res g gt x k
   while IFS=$'\t' read -r sid f; do
     [ "$sid" = "$1" ] || continue
     echo "bench_cpu.sh: [$2 thread(s)] replaying $(basename "$f")" >&2
@@ -243,18 +278,23 @@ replay_schedules() {
     # so that a default log lands there.
     f_abs="$(cd "$(dirname "$f")" && pwd)/$(basename "$f")"
     g=null
+    gt=null
     for ((k = 0; k < repeat; k++)); do
       res=$(cd "$out" && "$ktune" replay "$f_abs" --threads="$2" --json 2>> "$out/ktune-stderr.txt") ||
         res=$(cd "$out" && "$ktune" replay "$f_abs" --threads="$2" 2>> "$out/ktune-stderr.txt") || true
       x=$(printf '%s' "$res" | gflops_of)
-      if [ "$g" = null ] || { [ "$x" != null ] && awk -v a="$x" -v b="$g" 'BEGIN { exit !(a > b) }'; }; then g=$x; fi
+      if [ "$g" = null ] || { [ "$x" != null ] && awk -v a="$x" -v b="$g" 'BEGIN { exit !(a > b) }'; }; then
+        g=$x
+        gt=$(printf '%s' "$res" | time_ms_of)
+      fi
     done
     [ "$g" = null ] && echo "$(basename "$f") threads=$2: replay gave no time (see ktune-stderr.txt)" | tee -a "$out/errors.txt" >&2
     python3 -c 'import json, sys
-f, t, g = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+f, t, g, gt = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 s = json.load(open(f))
 print(json.dumps({"source": "replay", "file": f, "kernel": s.get("kernel"), "params": s.get("params", {}),
-                  "threads": t, "gflops": None if g == "null" else float(g)}))' "$f" "$2" "$g" >> "$out/ktune.jsonl"
+                  "threads": t, "gflops": None if g == "null" else float(g),
+                  "time_ms": None if gt == "null" else float(gt)}))' "$f" "$2" "$g" "$gt" >> "$out/ktune.jsonl"
   done < "$out/schedules.tsv"
 }
 if [ "$replay" = 1 ]; then
@@ -300,12 +340,13 @@ for t in $threads; do
       summary=$("$ktune" "$kernel" $flags ${KTUNE_FLAGS:-} --budget="$budget" --threads="$t" --json \
                  --log="$out/ktune-$id-$kernel-t$t.jsonl" 2>> "$out/ktune-stderr.txt") || true
       g=$(printf '%s' "$summary" | gflops_of)
+      tm=$(printf '%s' "$summary" | time_ms_of)
       secs=$(printf '%s' "$summary" | python3 -c 'import json,sys
 try: print(json.load(sys.stdin).get("tuning_seconds"))
 except Exception: print("null")')
       [ "$g" = null ] && echo "$id $kernel threads=$t: ktune found no valid candidate (see ktune-stderr.txt)" | tee -a "$out/errors.txt" >&2
-      printf '{"workload":"%s","kernel":"%s","threads":%s,"source":"tune","budget":%s,"gflops":%s,"tuning_seconds":%s}\n' \
-        "$id" "$kernel" "$t" "$budget" "$g" "${secs:-null}" >> "$out/ktune.jsonl"
+      printf '{"workload":"%s","kernel":"%s","threads":%s,"source":"tune","budget":%s,"gflops":%s,"time_ms":%s,"tuning_seconds":%s}\n' \
+        "$id" "$kernel" "$t" "$budget" "$g" "${tm:-null}" "${secs:-null}" >> "$out/ktune.jsonl"
     fi
   done < "$out/workloads.tsv"
 

@@ -65,8 +65,8 @@ TEST_CASE("shipped kernels parse with their defaults and carry a doc comment", "
   std::vector<std::string> names;
   for (const auto& k : reg.kernels()) names.push_back(k.name);
   for (const char* want : {"matmul", "batch_matmul", "dense_bias_relu", "conv2d", "conv2d_nhwc", "conv2d_nchwc",
-                           "conv2d_bias_relu", "depthwise_conv2d", "transpose2d", "nchw_to_nhwc",
-                           "softmax"}) {
+                           "conv2d_bias_relu", "depthwise_conv2d", "depthwise_conv2d_nchwc",
+                           "transpose2d", "nchw_to_nhwc", "softmax"}) {
     INFO(want);
     const KernelDef* k = reg.find(want);
     REQUIRE(k != nullptr);
@@ -167,6 +167,20 @@ TEST_CASE("other shipped kernels: shapes and flop counts", "[te][kernels]") {
     CHECK(d.op("O").shape == Shape{1, 96, 56, 56});
     CHECK(d.op("Ipad").shape == Shape{1, 96, 114, 114});
     CHECK(d.flop_count() == 96.0 * 114 * 114 + 2.0 * 96 * 56 * 56 * 9);
+  }
+  SECTION("depthwise_conv2d_nchwc") {
+    ComputeDAG d = shipped("depthwise_conv2d_nchwc").instantiate();
+    CHECK(d.op("I").shape == Shape{1, 9, 56, 56, 16});
+    CHECK(d.op("Wt").shape == Shape{9, 3, 3, 16});
+    CHECK(d.op("Wt").is_const);
+    CHECK(d.op("Ipad").shape == Shape{1, 9, 58, 58, 16});
+    CHECK(d.op("O").shape == Shape{1, 9, 56, 56, 16});
+    CHECK(d.op("O").reduce_axes.size() == 2);
+    CHECK(d.flop_count() == 144.0 * 58 * 58 + 2.0 * 144 * 56 * 56 * 9);
+    ComputeDAG s2 = shipped("depthwise_conv2d_nchwc")
+                        .instantiate({{"C", 96}, {"H", 112}, {"W", 112}, {"stride", 2}});
+    CHECK(s2.op("I").shape == Shape{1, 6, 112, 112, 16});
+    CHECK(s2.op("O").shape == Shape{1, 6, 56, 56, 16});
   }
   SECTION("transpose2d") {
     ComputeDAG d = shipped("transpose2d").instantiate();

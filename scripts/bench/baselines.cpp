@@ -15,7 +15,8 @@
 // computes it, the workload's id, group, the kernel, its ktune flags and the MACs
 // (tab-separated), for the script to tune the same workloads with ktune: a conv2d layer
 // is listed with conv2d (NCHW), conv2d_nhwc and conv2d_nchwc (blocks of 16 channels; the
-// 3-channel stem has one block of 3 input channels), the layouts oneDNN picks among.
+// 3-channel stem has one block of 3 input channels), the layouts oneDNN picks among, and a
+// depthwise layer with depthwise_conv2d (NCHW) and depthwise_conv2d_nchwc (blocks of 16).
 //
 // Timing (as ktune's CompiledKernel::time): warm-up, then one calibration run picks the
 // number of runs per group so that a group lasts >= 10 ms; 5 groups; the median of the group
@@ -92,14 +93,17 @@ struct Workload {
   std::string ktune_kernel() const {
     return kind == Kind::Matmul ? "matmul" : kind == Kind::Conv ? "conv2d" : "depthwise_conv2d";
   }
-  // The ktune kernels computing this workload and their flags: the plain layout, and for
-  // conv2d the NHWC and blocked ones.
+  // The ktune kernels computing this workload and their flags: the plain layout, for conv2d
+  // the NHWC and blocked ones, for depthwise the blocked one (one block of all channels
+  // when C is not a multiple of 16).
   std::vector<std::pair<std::string, std::string>> ktune_kernels() const {
     std::vector<std::pair<std::string, std::string>> out = {{ktune_kernel(), ktune_flags()}};
+    const long cb = C % 16 == 0 ? 16 : C;
     if (kind == Kind::Conv) {
-      const long cb = C % 16 == 0 ? 16 : C;
       out.push_back({"conv2d_nhwc", ktune_flags()});
       out.push_back({"conv2d_nchwc", ktune_flags() + " --cb=" + std::to_string(cb) + " --kb=16"});
+    } else if (kind == Kind::Depthwise) {
+      out.push_back({"depthwise_conv2d_nchwc", ktune_flags() + " --cb=" + std::to_string(cb)});
     }
     return out;
   }
