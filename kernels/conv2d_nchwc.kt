@@ -6,6 +6,7 @@
 kernel conv2d_nchwc(N=1, C=128, H=28, W=28, K=128, R=3, S=3, stride=1, pad=1, dilation=1, cb=16, kb=16, dtype=f32)
   P = (H + 2*pad - dilation*(R - 1) - 1) / stride + 1
   Q = (W + 2*pad - dilation*(S - 1) - 1) / stride + 1
+  require C % cb == 0 && K % kb == 0
   CB = C / cb
   KB = K / kb
   input  I[N, CB, H, W, cb]

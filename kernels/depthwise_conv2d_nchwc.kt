@@ -7,6 +7,7 @@
 kernel depthwise_conv2d_nchwc(N=1, C=144, H=56, W=56, R=3, S=3, stride=1, pad=1, cb=16, dtype=f32)
   P = (H + 2*pad - R) / stride + 1
   Q = (W + 2*pad - S) / stride + 1
+  require C % cb == 0
   CB = C / cb
   input  I[N, CB, H, W, cb]
   const  Wt[CB, R, S, cb]

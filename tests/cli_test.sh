@@ -13,6 +13,7 @@ expect 2 "--M" -- "$KTUNE" matmul --M --log=keep.jsonl
 expect 2 "must be positive" -- "$KTUNE" matmul --M=0 --log=keep.jsonl
 expect 2 "must be positive" -- "$KTUNE" matmul --K=-4 --log=keep.jsonl
 expect 2 "unknown target 'tpu9'" -- "$KTUNE" matmul --target=tpu9 --log=keep.jsonl
+expect 2 "the requirement 'C % cb == 0 && K % kb == 0' does not hold with C=20" -- "$KTUNE" conv2d_nchwc --C=20 --log=keep.jsonl
 expect 2 "GPU target" -- "$KTUNE" matmul --target=a100 --log=keep.jsonl
 expect 2 "--budget must be between 1 and 1000000 (got 0)" -- "$KTUNE" matmul --budget=0 --log=keep.jsonl
 expect 2 "--budget must be between 1 and 1000000 (got -3)" -- "$KTUNE" matmul --budget=-3 --log=keep.jsonl

@@ -250,6 +250,22 @@ TEST_CASE("instantiate: shapes that are zero or negative name tensor, dimension 
   CHECK_THAT(msg, Contains("division by zero: the divisor is 0 with stride=0"));
 }
 
+TEST_CASE("instantiate: a requirement on the parameters that fails names them", "[te][instantiate][errors]") {
+  KernelDef def = shipped("conv2d_nchwc");
+  std::string msg = instantiate_error(def, {{"C", 20}});
+  CHECK_THAT(msg, Contains("conv2d_nchwc: the requirement 'C % cb == 0 && K % kb == 0' does not hold with "
+                           "C=20, K=128, cb=16, kb=16"));
+  CHECK_THAT(msg, StartsWith(source_kernels() + "/conv2d_nchwc.kt:"));
+  CHECK_NOTHROW(def.instantiate({{"C", 32}, {"cb", 8}, {"K", 48}}));
+  CHECK_THAT(instantiate_error(shipped("depthwise_conv2d_nchwc"), {{"C", 24}}),
+             Contains("the requirement 'C % cb == 0' does not hold with C=24, cb=16"));
+  // Anything but a condition is an error of the file (reading a tensor is refused earlier).
+  const std::string src = "kernel k(N=4)\n  input A[N]\n  require N + 1\n  output B[i < N] = A[i]\n";
+  CHECK_THROWS_WITH(parse_kernel(src, "k.kt"),
+                    Contains("k.kt:3:11: 'require' needs a condition on parameters and values") &&
+                        Contains("found 'N + 1'"));
+}
+
 TEST_CASE("instantiate: bad parameter names and kinds", "[te][instantiate][errors]") {
   KernelDef def = shipped("matmul");
   CHECK_THAT(instantiate_error(def, {{"X", 3}}),

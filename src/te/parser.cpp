@@ -17,12 +17,14 @@
 #include "parser.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <set>
 #include <unordered_map>
 
 #include "ktune/ir/ir_ops.h"
+#include "ktune/ir/simplify.h"
 #include "ktune/ir/visitor.h"
 #include "ktune/support/error.h"
 #include "ktune/support/util.h"
@@ -411,7 +413,7 @@ std::optional<ir::Intrinsic> intrinsic_named(std::string_view n) {
 }
 
 bool is_keyword(std::string_view n) {
-  return n == "kernel" || n == "input" || n == "const" || n == "output";
+  return n == "kernel" || n == "input" || n == "const" || n == "output" || n == "require";
 }
 bool is_function_name(std::string_view n) {
   return n == "sum" || n == "max" || n == "min" || n == "select" || intrinsic_named(n).has_value();
@@ -756,12 +758,14 @@ class Parser {
   void statement() {
     const Token& t = cur();
     if (t.kind != Tok::Ident)
-      fail(t.loc, "expected a statement (input, const, output, NAME[axes] = ... or NAME = ...), found " +
+      fail(t.loc, "expected a statement (input, const, output, require, NAME[axes] = ... or NAME = ...), found " +
                       describe(t));
     if (t.text == "kernel")
       fail(t.loc, "a second 'kernel': a file holds one kernel; put each kernel in its own file");
     if (t.text == "input" || t.text == "const") {
       placeholder();
+    } else if (t.text == "require") {
+      requirement();
     } else if (t.text == "output") {
       advance();
       compute(true);
@@ -858,6 +862,33 @@ class Parser {
     s.loc = name.loc;
     s.value = v;
     syms_[name.text] = s;
+  }
+
+  // `require COND`: a condition on the parameter values (comparisons of constants, && ||),
+  // checked as the kernel is instantiated; false is a user error naming the parameters.
+  void requirement() {
+    advance();  // 'require'
+    const Loc loc = cur().loc;
+    const size_t begin = cur().begin;
+    Val v = expr();
+    const std::string text = text_since(begin);
+    const ir::Expr folded = v.is_const() ? ir::Expr() : ir::simplify(v.e);
+    const ir::IntImm* c = folded.defined() && folded.type().is_bool() ? folded.as<ir::IntImm>() : nullptr;
+    if (!c)
+      fail(loc, "'require' needs a condition on parameters and values (comparisons, && ||), found '" + text + "'");
+    if (c->value) return;
+    std::set<int> used;
+    for (size_t p = 0; p < def_.params.size(); ++p) {
+      const std::string& n = def_.params[p].name;
+      for (size_t at = text.find(n); at != std::string::npos; at = text.find(n, at + 1)) {
+        const auto word = [](char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_'; };
+        if ((at == 0 || !word(text[at - 1])) && (at + n.size() == text.size() || !word(text[at + n.size()]))) {
+          used.insert(int(p));
+          break;
+        }
+      }
+    }
+    fail(loc, def_.name + ": the requirement '" + text + "' does not hold" + with_params(used));
   }
 
   // An integer constant expression giving a dimension or an extent.
