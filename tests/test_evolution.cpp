@@ -15,6 +15,7 @@
 #include "ktune/log/record.h"
 #include "ktune/schedule/lower.h"
 #include "ktune/search/evolution.h"
+#include "ktune/search/sketch.h"
 #include "ktune/support/error.h"
 #include "ktune/te/kernel.h"
 #include "support/dags.h"
@@ -368,6 +369,33 @@ TEST_CASE("failed mutations are counted by reason", "[evolution]") {
   for (const auto& [reason, n] : policy.rejected())
     if (reason.rfind("mutation compute_location: ", 0) == 0) mutation_rejects += n;
   CHECK(mutation_rejects > 0);
+}
+
+TEST_CASE("tile-size mutations rarely grow a register tile past the vector registers", "[evolution]") {
+  // An AVX-512 target described by hand (32 zmm, 16 f32 lanes: a budget of 28 vectors).
+  target::Target t = target::host_target();
+  t.features = {"avx512f", "fma"};
+  t.vector_bits = 512;
+  REQUIRE(search::register_tile_budget(t) == 28);
+  const auto mm = shipped("matmul", {{"M", 256}, {"N", 256}, {"K", 256}});
+  search::EvolutionOptions o = small_options();
+  o.w_unroll = o.w_parallel = o.w_compute_location = 0;
+  o.w_tile = 1;
+  o.mutation_prob = 1;
+  search::EvolutionaryPolicy policy(mm, t, search::make_cost_model("random", 3), 3, o);
+  const std::vector<State> batch = policy.propose(64, {});
+  int refused = 0;
+  for (const auto& [reason, n] : policy.rejected())
+    if (reason == "mutation tile_size: register tile over the budget") refused += n;
+  // Tile moves grow the innermost tile often (a uniform move of a prime factor): the check
+  // refuses some of them, and few proposals end over the budget.
+  CHECK(refused > 0);
+  int over = 0;
+  for (const State& s : batch)
+    for (int x = 0; x < s.num_stages(); ++x)
+      over += search::register_tile_vectors(s.stage(x), t) > 28;
+  INFO(over << " of " << batch.size() << " proposals over the budget, " << refused << " mutations refused");
+  CHECK(over < int(batch.size()) / 4);
 }
 
 double cpu_seconds() {

@@ -445,6 +445,8 @@ struct EvolutionaryPolicy::Impl {
   // drops the invalid ones, counting their reasons.
   void score(std::vector<Member>& batch);
   std::vector<Member> next_generation(std::vector<Member>& pop);
+  // Whether `child` grows a reduction stage's register tile past the target's budget.
+  bool spills_register_tile(const State& parent, const State& child) const;
 
   std::shared_ptr<const te::ComputeDAG> dag;
   target::Target target;
@@ -542,6 +544,18 @@ void EvolutionaryPolicy::Impl::score(std::vector<Member>& batch) {
   batch = std::move(valid);
 }
 
+bool EvolutionaryPolicy::Impl::spills_register_tile(const State& parent, const State& child) const {
+  const int64_t budget = register_tile_budget(target);
+  for (int x = 0; x < child.num_stages() && x < parent.num_stages(); ++x) {
+    const Stage& c = child.stage(x);
+    if (c.op.reduce == te::ReduceKind::None || c.location == ComputeLocation::Inlined) continue;
+    const int64_t before = register_tile_vectors(parent.stage(x), target);
+    const int64_t after = register_tile_vectors(c, target);
+    if (after > budget && after > before) return true;
+  }
+  return false;
+}
+
 std::vector<EvolutionaryPolicy::Impl::Member> EvolutionaryPolicy::Impl::next_generation(std::vector<Member>& pop) {
   // Roulette over the scores shifted to start at a small positive weight: the model's scores
   // only order states, and may be negative.
@@ -581,6 +595,12 @@ std::vector<EvolutionaryPolicy::Impl::Member> EvolutionaryPolicy::Impl::next_gen
     }
     try {
       State st = replay(dag, *steps);
+      // A tile-size mutation that grows a register tile past the target's vector registers
+      // makes a kernel that spills: mostly (as annotation does, p = 0.85) refused.
+      if (m == Mutation::TileSize && u(rng) < 0.85 && spills_register_tile(parent.state, st)) {
+        ++rejects[origin + ": register tile over the budget"];
+        continue;
+      }
       std::string key = canonical_key(st.steps());
       children.push_back({std::move(st), std::move(key), origin, 0, nullptr});
     } catch (const InvalidCandidate& e) {

@@ -444,6 +444,20 @@ int vector_registers(const target::Target& t) {
 
 int register_tile_budget(const target::Target& t) { return std::max(1, vector_registers(t) - 4); }
 
+int64_t register_tile_vectors(const Stage& stage, const target::Target& t) {
+  int last_reduce = -1;
+  for (int p = 0; p < int(stage.leaf.size()); ++p)
+    if (stage.leaf_iter(p).kind == IterKind::Reduce) last_reduce = p;
+  if (last_reduce < 0) return 0;
+  const int64_t lanes = std::max(1, t.vector_lanes(stage.op.dtype.bits));
+  int64_t tile = 1;
+  for (int p = last_reduce + 1; p < int(stage.leaf.size()); ++p) {
+    const Iterator& it = stage.leaf_iter(p);
+    tile *= it.annotation == Annotation::Vectorize ? (it.extent + lanes - 1) / lanes : it.extent;
+  }
+  return tile;
+}
+
 std::vector<int64_t> Annotator::random_lengths(int64_t extent, int parts, const std::vector<int64_t>& inner) {
   // An ordered factorization extent = f0 * f1 * ... * f(parts-1) (f0 outermost); returns
   // f1..f(parts-1).

@@ -122,5 +122,9 @@ class Annotator {
 // accumulator budget of a register tile (the registers less 4 for loads and broadcasts).
 int vector_registers(const target::Target& t);
 int register_tile_budget(const target::Target& t);
+// The register tile of a reduction stage, in vectors: the product of the extents of the
+// spatial loops inside its innermost reduction loop, a vectorized loop counted in whole
+// vectors of the target. 0 for a stage without a reduction loop.
+int64_t register_tile_vectors(const schedule::Stage& stage, const target::Target& t);
 
 }  // namespace ktune::search
