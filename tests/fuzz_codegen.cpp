@@ -174,9 +174,11 @@ int main(int argc, char** argv) {
       try {
         sampler = std::make_unique<search::RandomSampler>(dag, t, kseed);
       } catch (const std::exception& e) {
-        // The sampler is another module under test, but not the code generator: counted apart.
+        // The sampler is another module under test, not the code generator: counted apart, but
+        // a failure all the same (a user's kernel would meet the same internal error).
         std::cout << "kernel " << kseed << ": the sampler threw: " << e.what() << "\n";
         ++counts["sampler-error"];
+        ++failures;
         sampler.reset();
       }
     }
@@ -187,6 +189,7 @@ int main(int argc, char** argv) {
       st = from_sampler ? sampler->sample() : random_step_schedule(dag, kseed * 64 + uint64_t(j));
     } catch (const std::exception& e) {
       ++counts["sampler-error"];
+      ++failures;
       std::cout << "kernel " << kseed << " schedule " << j << ": the sampler threw: " << e.what() << "\n";
       continue;
     }

@@ -188,3 +188,22 @@ TEST_CASE("sketch: sampled matmul tiles are register tiles, long inner k loops a
   INFO("rejected " << rejected << " of " << 200 + rejected);
   CHECK(rejected < 50);
 }
+
+TEST_CASE("sketch: an input read across rows by two tiled stages is packed once", "[sketch]") {
+  // Found by scripts/fuzz_codegen.sh 20000 2026 (kernels 4438, 4502, 4510): both stages asked
+  // for a pack of A, and the second cache_read of A was an internal error.
+  const std::string src =
+      "kernel twice(N=32)\n"
+      "  input A[N, N]\n"
+      "  T[i < N, j < N] = sum(k < N) A[k, i] * A[k, j]\n"
+      "  output O[i < N, j < N] = sum(k < N) T[i, k] * A[k, j]\n";
+  auto dag = std::make_shared<const te::ComputeDAG>(te::parse_kernel(src, "twice.kt").instantiate());
+  const auto sketches = search::generate_sketches(dag, target::host_target());
+  CHECK(!sketches.empty());
+  int packed = 0;
+  for (const auto& sk : sketches)
+    packed += std::count(sk.rules.begin(), sk.rules.end(), "pack A.local") > 0;
+  CHECK(packed > 0);
+  search::RandomSampler sampler(dag, target::host_target(), 1);
+  for (int n = 0; n < 20; ++n) CHECK_NOTHROW(sampler.sample());
+}

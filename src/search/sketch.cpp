@@ -107,13 +107,15 @@ bool is_placeholder_or_inlined(const State& st, const std::string& name) {
 }
 
 // Tensors worth packing for a tiled stage: inputs (or inlined stages) read with a reduction
-// axis in a dimension other than the last, so the inner loops stride across rows.
+// axis in a dimension other than the last, so the inner loops stride across rows. A tensor
+// already packed for another stage (its TENSOR.local exists) is not packed again.
 std::vector<std::string> pack_candidates(const State& st, int s) {
   const te::Operation& op = st.stage(s).op;
   std::vector<std::string> out;
   for (const Read& r : reads_of(op)) {
     if (!is_placeholder_or_inlined(st, r.tensor) || r.indices.size() < 2) continue;
-    if (std::find(out.begin(), out.end(), r.tensor) != out.end()) continue;
+    if (std::find(out.begin(), out.end(), r.tensor) != out.end() || st.stage_index(r.tensor + ".local") >= 0)
+      continue;
     for (size_t d = 0; d + 1 < r.indices.size(); ++d) {
       bool reduce_here = false;
       for (const auto& a : op.reduce_axes) reduce_here = reduce_here || ir::uses_var(r.indices[d], a.var);
