@@ -263,23 +263,28 @@ TEST_CASE("cost models before training give seeded random scores", "[cost_model]
   }
 }
 
+// `n` sampled dense+relu programs and a noiseless target that is a known function of a sum
+// over each program's rows, the structure the pack-sum objective assumes.
+static void synthetic_programs(int n, uint64_t seed, std::vector<search::ProgramFeatures>& progs,
+                        std::vector<double>& score) {
+  const target::Target t = target::host_target();
+  for (const State& st : sample_states(dense_relu_dag(64, 64, 64), t, n, seed)) {
+    search::ProgramFeatures f = search::extract_features(st, t);
+    double s = 0;
+    for (int r = 0; r < f.rows(); ++r)
+      s += feature(f, r, "vec_len") + 0.5 * feature(f, r, "unroll_num") - 0.1 * feature(f, r, "B0.stride");
+    progs.push_back(std::move(f));
+    score.push_back(std::exp2(s / 4));
+  }
+}
+
 TEST_CASE("the xgboost model learns a per-row function through the pack-sum objective",
           "[cost_model]") {
   // Targets that are a known function of a sum over each program's rows, the structure the
   // pack-sum objective assumes; no measurement noise.
-  const target::Target t = target::host_target();
-  auto dag = dense_relu_dag(64, 64, 64);
   std::vector<search::ProgramFeatures> progs;
   std::vector<double> score;
-  for (const State& st : sample_states(dag, t, 260, 11)) {
-    search::ProgramFeatures f = search::extract_features(st, t);
-    double s = 0;
-    for (int r = 0; r < f.rows(); ++r)
-      s += feature(f, r, "vec_len") + 0.5 * feature(f, r, "unroll_num") -
-           0.1 * feature(f, r, "B0.stride");
-    progs.push_back(std::move(f));
-    score.push_back(std::exp2(s / 4));
-  }
+  synthetic_programs(260, 11, progs, score);
   const std::vector<search::ProgramFeatures> train(progs.begin(), progs.begin() + 200),
       test(progs.begin() + 200, progs.end());
   const std::vector<double> train_y(score.begin(), score.begin() + 200),
@@ -300,19 +305,9 @@ TEST_CASE("with many programs of one workload the model samples pairs and still 
           "[cost_model]") {
   // The target of the previous test; 600 training programs are more than are paired in full
   // (500): each gets random partners.
-  const target::Target t = target::host_target();
-  auto dag = dense_relu_dag(64, 64, 64);
   std::vector<search::ProgramFeatures> progs;
   std::vector<double> score;
-  for (const State& st : sample_states(dag, t, 700, 5)) {
-    search::ProgramFeatures f = search::extract_features(st, t);
-    double s = 0;
-    for (int r = 0; r < f.rows(); ++r)
-      s += feature(f, r, "vec_len") + 0.5 * feature(f, r, "unroll_num") -
-           0.1 * feature(f, r, "B0.stride");
-    progs.push_back(std::move(f));
-    score.push_back(std::exp2(s / 4));
-  }
+  synthetic_programs(700, 5, progs, score);
   const std::vector<search::ProgramFeatures> train(progs.begin(), progs.begin() + 600),
       test(progs.begin() + 600, progs.end());
   auto model = search::make_cost_model("xgboost", 3);
