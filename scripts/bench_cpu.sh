@@ -345,8 +345,13 @@ for t in $threads; do
 try: print(json.load(sys.stdin).get("tuning_seconds"))
 except Exception: print("null")')
       [ "$g" = null ] && echo "$id $kernel threads=$t: ktune found no valid candidate (see ktune-stderr.txt)" | tee -a "$out/errors.txt" >&2
-      printf '{"workload":"%s","kernel":"%s","threads":%s,"source":"tune","budget":%s,"gflops":%s,"time_ms":%s,"tuning_seconds":%s}\n' \
-        "$id" "$kernel" "$t" "$budget" "$g" "${tm:-null}" "${secs:-null}" >> "$out/ktune.jsonl"
+      # The whole summary (refinement moves and their p-values, the re-measured time) too.
+      printf '%s\n' "$summary" > "$out/ktune-$id-$kernel-t$t.summary.json"
+      sus=$(printf '%s' "$summary" | python3 -c 'import json,sys
+try: print(json.load(sys.stdin)["sustained"]["time_ms"])
+except Exception: print("null")')
+      printf '{"workload":"%s","kernel":"%s","threads":%s,"source":"tune","budget":%s,"gflops":%s,"time_ms":%s,"sustained_ms":%s,"tuning_seconds":%s}\n' \
+        "$id" "$kernel" "$t" "$budget" "$g" "${tm:-null}" "${sus:-null}" "${secs:-null}" >> "$out/ktune.jsonl"
     fi
   done < "$out/workloads.tsv"
 

@@ -6,13 +6,16 @@
 #  (b) for matmul 512^3 and two ResNet-18 layers: evolutionary with a large budget (10,000)
 #      against two-phase 300: best GFLOP/s and tuning wall time of each, the curves of best
 #      GFLOP/s against trials and against seconds (curves.csv, curves.svg), and ktune's peak
-#      memory (ktune + its worker, sampled every 2 s: memory.csv);
+#      memory (ktune + its worker, sampled every 2 s: memory.csv); then the best kernel of
+#      each log re-timed side by side, the two alternately (scripts/search_confirm.py:
+#      confirm.csv), since the best logged time of 10,000 noisy measurements is optimistic;
 #  (c) the cost model's pairwise ranking accuracy on held-out records: trained on the first
 #      300 records of each evolutionary log of (b), tested on the rest (`ktune model-eval`);
 #  (m) memory over a long run: an evolutionary tune of matmul 128^3 with --mem-budget
 #      candidates (default 10,000), ktune's and its worker's resident memory sampled every
-#      2 s against the trials logged so far (m/memory.csv), and a summary (m.txt): the
-#      memory at 10%, 50% and 100% of the trials and the peak.
+#      2 s against the trials logged so far (m/memory.csv: the sum, then each process), and
+#      a summary (m.txt): the memory at 10%, 50% and 100% of the trials and the peak, of
+#      the two together and of ktune alone.
 #
 # Usage: scripts/bench_search.sh [--parts a,b,c,m] [--budget N] [--evo-budget N] [--threads T]
 #                                [--only-b ID,ID] [--mem-budget N] [--out DIR]
@@ -86,11 +89,13 @@ run_tune() {  # part id strategy budget extra...
     > "$out/$part/$id.$strategy.json" 2> "$out/$part/$id.$strategy.err" &
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
-    local rss=0 p
-    for p in $pid $(pgrep -P "$pid" || true); do
-      rss=$((rss + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+    local rss=0 own worker=0 p
+    own=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    for p in $(pgrep -P "$pid" || true); do
+      worker=$((worker + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
     done
-    echo "$id,$strategy,$(date +%s.%N),$(cat "$log" 2>/dev/null | wc -l),$rss" >> "$out/$part/memory.csv"
+    rss=$((own + worker))
+    echo "$id,$strategy,$(date +%s.%N),$(cat "$log" 2>/dev/null | wc -l),$rss,$own,$worker" >> "$out/$part/memory.csv"
     sleep 2
   done
   wait "$pid" || echo "bench_search.sh: $id $strategy exited with $?" >&2
@@ -101,7 +106,7 @@ run_tune() {  # part id strategy budget extra...
 if has b; then
   echo "== (b) evolutionary $evo_budget against two-phase $budget" >&2
   mkdir -p "$out/b"
-  echo "workload,strategy,time_s,trials,rss_kib" > "$out/b/memory.csv"
+  echo "workload,strategy,time_s,trials,rss_kib,ktune_kib,worker_kib" > "$out/b/memory.csv"
   echo "workload,strategy,wall_s" > "$out/b/wall.csv"
   IFS=',' read -r -a ids <<< "$only_b"
   for id in "${ids[@]}"; do
@@ -112,6 +117,7 @@ if has b; then
     run_tune b "$id" evolutionary "$evo_budget"
   done
   python3 "$root/scripts/search_curves.py" "$out/b" | tee "$out/b.txt"
+  python3 "$root/scripts/search_confirm.py" --ktune "$ktune" --threads "$threads" "$out/b" | tee -a "$out/b.txt"
 fi
 
 if has c; then
@@ -123,17 +129,21 @@ fi
 if has m; then
   echo "== (m) memory over an evolutionary run of $mem_budget candidates (matmul 128^3)" >&2
   mkdir -p "$out/m"
-  echo "workload,strategy,time_s,trials,rss_kib" > "$out/m/memory.csv"
+  echo "workload,strategy,time_s,trials,rss_kib,ktune_kib,worker_kib" > "$out/m/memory.csv"
   echo "workload,strategy,wall_s" > "$out/m/wall.csv"
   run_tune m mm128 evolutionary "$mem_budget"
   # Resident memory (ktune + worker) at the first sample past 10%, 50% of the trials, at
   # the last sample, and the peak.
-  awk -F, -v n="$mem_budget" 'NR > 1 && $4 > 0 {
-      if (!a && $4 >= 0.1 * n) { a = $5; at = $4 }
-      if (!b && $4 >= 0.5 * n) { b = $5; bt = $4 }
-      last = $5; lt = $4; if ($5 > peak) peak = $5 }
-    END { printf "resident memory (ktune + worker), MiB: %.0f at trial %d, %.0f at trial %d, %.0f at trial %d; peak %.0f\n",
-                 a / 1024, at, b / 1024, bt, last / 1024, lt, peak / 1024 }' "$out/m/memory.csv" | tee "$out/m.txt"
+  local col name
+  for col in 5 6; do
+    name="ktune + worker"; [ "$col" = 6 ] && name="ktune alone"
+    awk -F, -v n="$mem_budget" -v c="$col" -v name="$name" 'NR > 1 && $4 > 0 {
+        if (!a && $4 >= 0.1 * n) { a = $c; at = $4 }
+        if (!b && $4 >= 0.5 * n) { b = $c; bt = $4 }
+        last = $c; lt = $4; if ($c > peak) peak = $c }
+      END { printf "resident memory (%s), MiB: %.0f at trial %d, %.0f at trial %d, %.0f at trial %d; peak %.0f\n",
+                   name, a / 1024, at, b / 1024, bt, last / 1024, lt, peak / 1024 }' "$out/m/memory.csv"
+  done | tee "$out/m.txt"
   cat "$out/m/wall.csv" | tail -n 1 | tee -a "$out/m.txt"
 fi
 echo "bench_search.sh: done; results in $out" >&2

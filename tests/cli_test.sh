@@ -94,6 +94,24 @@ else
 fi
 [ "$(cat keep.jsonl)" = "existing line" ] || { fail "a failing command modified keep.jsonl"; }
 
+# model-eval: both splits hold out every record they do not train on.
+for split in first random; do
+  if "$KTUNE" model-eval tp.jsonl --train=6 --split=$split --json > me.json 2> me.err &&
+     python3 - "$split" <<'EOF'
+import json, sys
+d = json.load(open("me.json"))
+valid = sum(1 for l in open("tp.jsonl") if json.loads(l)["result"]["error"] is None)
+w = d["workloads"][0]
+assert d["split"] == sys.argv[1] and w["train"] == 6, d
+# random: every valid record outside the 6 drawn; first: the valid ones after the first 6
+assert 0 < w["held_out"] <= valid and w["held_out"] >= valid - 6, (w, valid)
+assert 0 <= w["accuracy"] <= 1, w
+EOF
+  then ok "model-eval --split=$split"; else fail "model-eval --split=$split"; cat me.err; fi
+done
+expect 2 "--split: foo not in {first,random}" -- "$KTUNE" model-eval tp.jsonl --split=foo
+expect 2 "--train must be positive" -- "$KTUNE" model-eval tp.jsonl --train=0
+
 "$KTUNE" kernels > kernels.txt 2>&1 && grep -q '^matmul(M=' kernels.txt || { fail "ktune kernels"; }
 "$KTUNE" targets > targets.txt 2>&1 && grep -q 'detected host' targets.txt || { fail "ktune targets"; }
 

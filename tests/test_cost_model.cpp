@@ -318,6 +318,32 @@ TEST_CASE("with many programs of one workload the model samples pairs and still 
   CHECK(acc >= 0.85);
 }
 
+TEST_CASE("the model keeps only its most recent 4096 programs", "[cost_model]") {
+  // A long run's samples must not grow the model without bound: 700 programs, then 6 x 700
+  // more (4,900 in all) leave the 4,096 most recent, and the model still ranks.
+  std::vector<search::ProgramFeatures> progs;
+  std::vector<double> score;
+  synthetic_programs(800, 9, progs, score);
+  const std::vector<search::ProgramFeatures> train(progs.begin(), progs.begin() + 700),
+      test(progs.begin() + 700, progs.end());
+  const std::vector<double> train_y(score.begin(), score.begin() + 700),
+      test_y(score.begin() + 700, score.end());
+  auto model = search::make_cost_model("xgboost", 2);
+  model->update(train, train_y, "dense");
+  CHECK(model->num_samples() == 700);
+  std::vector<search::ProgramFeatures> many;
+  std::vector<double> many_y;
+  for (int k = 0; k < 6; ++k) {
+    many.insert(many.end(), train.begin(), train.end());
+    many_y.insert(many_y.end(), train_y.begin(), train_y.end());
+  }
+  model->update(many, many_y, "dense");
+  CHECK(model->num_samples() == 4096);
+  const double acc = search::pairwise_ranking_accuracy(model->predict(test), test_y);
+  std::cout << "4,096 programs kept of 4,900: held-out ranking accuracy " << acc << "\n";
+  CHECK(acc >= 0.85);
+}
+
 TEST_CASE("the xgboost model ranks measured matmul schedules it has not seen",
           "[cost_model][measure]") {
   // 200 random schedules of a 128^3 matmul, measured for real on one thread. Four times, the

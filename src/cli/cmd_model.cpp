@@ -1,6 +1,8 @@
-// `ktune model-eval LOG... [--train=N] [--json]`: how well the cost model ranks candidates it
-// has not seen. For each workload (and thread count) in the logs, the model is trained on the
-// first N records in trial order and predicts the rest; the result is the pairwise ranking
+// `ktune model-eval LOG... [--train=N] [--split=first|random] [--json]`: how well the cost model
+// ranks candidates it has not seen. For each workload (and thread count) in the logs, the model
+// is trained on N records and predicts the rest: the first N in trial order (--split=first,
+// what the search's model faces: the later picks of the search), or N drawn at random
+// (--split=random: held-out records from the same mix as the training ones). The result is the pairwise ranking
 // accuracy over the held-out valid records (the fraction of pairs whose order of measured
 // throughput the model predicts; 0.5 is chance), and the same over the pairs whose measured
 // throughputs differ by more than 5% (two measurements of one program on a busy machine
@@ -29,6 +31,7 @@ using nlohmann::json;
 struct ModelEvalFlags {
   std::vector<std::string> logs;
   int train = 300;
+  std::string split = "first";
   uint64_t seed = 0;
   bool json_out = false;
 };
@@ -79,10 +82,20 @@ int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
       }
     }
     const int n_train = std::min<int>(f.train, int(samples.size()));
+    std::vector<bool> in_train(samples.size(), false);
+    if (f.split == "first") {
+      std::fill(in_train.begin(), in_train.begin() + n_train, true);
+    } else {
+      std::vector<int> idx(samples.size());
+      for (int i = 0; i < int(idx.size()); ++i) idx[i] = i;
+      std::mt19937_64 rng(f.seed);
+      std::shuffle(idx.begin(), idx.end(), rng);
+      for (int i = 0; i < n_train; ++i) in_train[idx[i]] = true;
+    }
     std::vector<search::ProgramFeatures> train_x, test_x;
     std::vector<double> train_y, test_y;
     for (int i = 0; i < int(samples.size()); ++i) {
-      if (i < n_train) {
+      if (in_train[i]) {
         train_x.push_back(samples[i].features);
         train_y.push_back(samples[i].gflops);
       } else if (samples[i].gflops > 0) {
@@ -111,11 +124,12 @@ int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
     table.push_back({key, std::to_string(recs.size()), std::to_string(n_train), std::to_string(test_x.size()), acc_text, acc5_text});
   }
   if (f.json_out) {
-    std::cout << json{{"train", f.train}, {"workloads", rows}}.dump(2) << "\n";
+    std::cout << json{{"train", f.train}, {"split", f.split}, {"workloads", rows}}.dump(2) << "\n";
   } else {
-    std::cout << "cost model (xgboost) trained on the first " << f.train
-              << " records of each workload, pairwise ranking accuracy on the valid records after them "
-                 "(0.5 = chance; >5%: over the pairs whose throughputs differ by more than 5%):\n"
+    std::cout << "cost model (xgboost) trained on " << (f.split == "first" ? "the first " : "") << f.train
+              << (f.split == "first" ? " records of each workload, pairwise ranking accuracy on the valid records after them "
+                                     : " random records of each workload, pairwise ranking accuracy on the other valid records ")
+              << "(0.5 = chance; >5%: over the pairs whose throughputs differ by more than 5%):\n"
               << format_table({"workload", "records", "train", "held out", "accuracy", ">5%"}, table,
                               {false, true, true, true, true, true});
   }
@@ -130,7 +144,12 @@ void register_model_command(CLI::App& app, const te::KernelRegistry& reg, std::v
       "model-eval", "Train the cost model on the first records of each workload in tuning logs and report how well it "
                     "ranks the rest");
   cmd->add_option("logs", f->logs, "Tuning logs")->required()->expected(1, -1);
-  cmd->add_option("--train", f->train, "Records of each workload (in trial order) to train on")->capture_default_str();
+  cmd->add_option("--train", f->train, "Records of each workload to train on")->capture_default_str();
+  cmd->add_option("--split", f->split,
+                  "Which records train the model: first (the first in trial order; the rest are held out) or random "
+                  "(drawn with --seed)")
+      ->check(CLI::IsMember({"first", "random"}))
+      ->capture_default_str();
   cmd->add_option("--seed", f->seed, "Random seed of the model")->capture_default_str();
   cmd->add_flag("--json", f->json_out, "Print one JSON document on stdout");
   out.push_back({cmd, [f, &reg] { return run_model_eval(*f, reg); }});

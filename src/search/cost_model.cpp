@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <map>
 #include <random>
@@ -50,6 +51,12 @@ constexpr int kThreads = 1;
 // docs/results.md: within 0.005 of the 100-round model, at a third of the training time).
 constexpr double kMinImprovement = 0.1;
 constexpr int kPatience = 10;
+// The model trains on at most this many programs, the most recent ones (older samples, a
+// warm start's first, are dropped). Memory and retraining time then stop growing with the
+// trials of a long run (a 10,000-candidate evolutionary tune held every program's rows, about
+// 10 KB per candidate); past a few thousand samples of one workload the search's recent picks
+// are the ones whose order matters.
+constexpr size_t kMaxTrainPrograms = 4096;
 
 // A pair's weight: min(1, log2(faster / slower)). Programs measured within a few percent of
 // each other are in the measurement noise (DESIGN §7) and barely count; an invalid program
@@ -172,6 +179,11 @@ class XGBoostModel : public CostModel {
       gflops_.push_back(std::isfinite(gflops[i]) ? std::max(0.0, gflops[i]) : 0.0);
       workloads_.push_back(workload);
     }
+    while (programs_.size() > kMaxTrainPrograms) {
+      programs_.pop_front();
+      gflops_.pop_front();
+      workloads_.pop_front();
+    }
     train();
   }
 
@@ -228,7 +240,7 @@ class XGBoostModel : public CostModel {
     return pairs;
   }
 
-  // Retrains from scratch on every sample.
+  // Retrains from scratch on every sample kept (the most recent kMaxTrainPrograms).
   void train() {
     booster_.reset();
     std::vector<const ProgramFeatures*> ptrs;
@@ -289,9 +301,9 @@ class XGBoostModel : public CostModel {
 
   uint64_t seed_;
   std::mt19937_64 rng_;
-  std::vector<ProgramFeatures> programs_;
-  std::vector<double> gflops_;
-  std::vector<std::string> workloads_;
+  std::deque<ProgramFeatures> programs_;
+  std::deque<double> gflops_;
+  std::deque<std::string> workloads_;
   std::unique_ptr<Booster> booster_;
 };
 

@@ -4,8 +4,8 @@
 // predictions ("pack-sum"), and training fits those sums with a pairwise ranking loss (a
 // custom gradient): for each pair of programs of one workload, the faster one should score
 // higher, pairs weighted by min(1, log2 of their throughput ratio). Only programs of the same
-// workload are compared, so one model serves a whole shape list. The model keeps every sample
-// and retrains from scratch on update(). Before it has enough samples it returns random
+// workload are compared, so one model serves a whole shape list. The model keeps the most
+// recent 4,096 samples and retrains from scratch on them on update(). Before it has enough samples it returns random
 // scores.
 #pragma once
 
