@@ -458,7 +458,9 @@ struct EvolutionaryPolicy::Impl {
   RejectCounts rejects;
   mutable RejectCounts all_rejects;  // the sampler's and ours, for rejected()
 
-  std::unordered_set<std::string> observed;  // keys passed to observe()
+  // Hashes of the keys passed to observe() (the tuner's own set of measured keys covers them
+  // too; a hash is 8 bytes where a key is a few hundred, over a 10,000-candidate run).
+  std::unordered_set<size_t> observed;
   std::vector<Measured> best_measured;       // by GFLOP/s, descending
   // Features by key; null for a state that does not lower. States recur from one round to
   // the next, so the last round's features are kept too.
@@ -622,7 +624,9 @@ std::vector<State> EvolutionaryPolicy::propose(int n, const std::unordered_set<s
   if (n <= 0) return {};
   const auto t0 = std::chrono::steady_clock::now();
   using Member = Impl::Member;
-  auto taken = [&](const std::string& key) { return measured.count(key) || im.observed.count(key); };
+  auto taken = [&](const std::string& key) {
+    return measured.count(key) || im.observed.count(std::hash<std::string>{}(key));
+  };
   im.round_scores.clear();
   im.t_sample = im.t_mutate = im.t_features = im.t_predict = 0;
 
@@ -714,7 +718,7 @@ void EvolutionaryPolicy::observe(const std::vector<State>& states, const std::ve
   const size_t keep = size_t(std::max(0.0, im.opt.use_measured_ratio * im.opt.population));
   for (size_t i = 0; i < states.size(); ++i) {
     std::string key = canonical_key(states[i].steps());
-    im.observed.insert(key);
+    im.observed.insert(std::hash<std::string>{}(key));
     if (!feats[i]) continue;  // does not lower: nothing to learn from
     const double g = results[i].valid() ? results[i].gflops : 0.0;
     programs.push_back(*feats[i]);
