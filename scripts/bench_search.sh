@@ -9,8 +9,9 @@
 #      memory (ktune + its worker, sampled every 2 s: memory.csv); then the best kernel of
 #      each log re-timed side by side, the two alternately (scripts/search_confirm.py:
 #      confirm.csv), since the best logged time of 10,000 noisy measurements is optimistic;
-#  (c) the cost model's pairwise ranking accuracy on held-out records: trained on the first
-#      300 records of each evolutionary log of (b), tested on the rest (`ktune model-eval`);
+#  (c) the cost model's pairwise ranking accuracy on held-out records of each evolutionary
+#      log of (b) (`ktune model-eval`): trained on its first 300 records and tested on the
+#      later ones, then trained on 300 random records and tested on the others;
 #  (m) memory over a long run: an evolutionary tune of matmul 128^3 with --mem-budget
 #      candidates (default 10,000), ktune's and its worker's resident memory sampled every
 #      2 s against the trials logged so far (m/memory.csv: the sum, then each process), and
@@ -124,7 +125,8 @@ if has c; then
   echo "== (c) cost model ranking accuracy on held-out records" >&2
   logs=("$out"/b/*.evolutionary.jsonl)
   [ -e "${logs[0]}" ] || { echo "bench_search.sh: part c needs the evolutionary logs of part b" >&2; exit 2; }
-  "$ktune" model-eval "${logs[@]}" --train=300 | tee "$out/c.txt"
+  "$ktune" model-eval "${logs[@]}" --train=300 --split=first | tee "$out/c.txt"
+  "$ktune" model-eval "${logs[@]}" --train=300 --split=random | tee -a "$out/c.txt"
 fi
 if has m; then
   echo "== (m) memory over an evolutionary run of $mem_budget candidates (matmul 128^3)" >&2
