@@ -122,7 +122,7 @@ TEST_CASE("sketch: sampled matmul tiles are register tiles, long inner k loops a
   t.vector_bits = 512;
   t.cores = 2;
   t.l2_bytes = 1 << 20;
-  CHECK(search::vector_registers(t) == 32);
+  CHECK(t.vector_registers() == 32);
   CHECK(search::register_tile_budget(t) == 28);
   auto dag = matmul_dag(1024, 1024, 1024);
   auto sketches = search::generate_sketches(dag, t);

@@ -439,12 +439,7 @@ std::string Sketch::to_string(std::shared_ptr<const te::ComputeDAG> dag) const {
 Annotator::Annotator(std::shared_ptr<const te::ComputeDAG> dag, target::Target t, uint64_t seed)
     : dag_(std::move(dag)), target_(std::move(t)), rng_(seed) {}
 
-int vector_registers(const target::Target& t) {
-  if (t.triple.rfind("aarch64", 0) == 0 || t.triple.rfind("arm64", 0) == 0) return 32;
-  return t.has_feature("avx512f") ? 32 : 16;
-}
-
-int register_tile_budget(const target::Target& t) { return std::max(1, vector_registers(t) - 4); }
+int register_tile_budget(const target::Target& t) { return std::max(1, t.vector_registers() - 4); }
 
 int64_t register_tile_vectors(const Stage& stage, const target::Target& t) {
   int last_reduce = -1;

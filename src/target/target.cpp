@@ -39,6 +39,11 @@ bool Target::has_feature(const std::string& f) const {
   return std::find(features.begin(), features.end(), f) != features.end();
 }
 
+int Target::vector_registers() const {
+  if (triple.rfind("aarch64", 0) == 0 || triple.rfind("arm64", 0) == 0) return 32;
+  return has_feature("avx512f") ? 32 : 16;
+}
+
 std::string Target::feature_string() const {
   return join(features, ",", [](const std::string& f) { return "+" + f; });
 }

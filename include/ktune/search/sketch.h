@@ -118,9 +118,8 @@ class Annotator {
   std::mt19937_64 rng_;
 };
 
-// Vector registers of a CPU target (32 with AVX-512 or on AArch64, else 16) and the
-// accumulator budget of a register tile (the registers less 4 for loads and broadcasts).
-int vector_registers(const target::Target& t);
+// The accumulator budget of a register tile: the target's vector registers
+// (Target::vector_registers) less 4 for loads and broadcasts.
 int register_tile_budget(const target::Target& t);
 // The register tile of a reduction stage, in vectors: the product of the extents of the
 // spatial loops inside its innermost reduction loop, a vectorized loop counted in whole

@@ -33,6 +33,9 @@ struct Target {
   std::string feature_string() const;
   // Vector lanes for an element of `bits` bits.
   int vector_lanes(int element_bits) const { return vector_bits / element_bits; }
+  // Architectural vector registers of a CPU target: 32 on AArch64 (NEON and SVE) and on x86
+  // with AVX-512, else 16 (x86 with SSE or AVX2).
+  int vector_registers() const;
 };
 
 // The machine ktune runs on.
