@@ -25,6 +25,7 @@
 #include "ktune/passes/vectorize.h"
 #include "ktune/runtime/buffer.h"
 #include "ktune/runtime/cpu_runner.h"
+#include "ktune/runtime/workspace.h"
 #include "ktune/runtime/thread_pool.h"
 #include "ktune/support/error.h"
 #include "ktune/target/target.h"
@@ -564,6 +565,52 @@ TEST_CASE("codegen: large global intermediate buffer", "[codegen]") {
                         For::make(j, 0, n, ForKind::Parallel,
                                   Store::make(c, Load::make(tmp, n - 1 - j) + Expr(1.0), j))}));
   check_both_thread_counts({"global_tmp", {a, c}, body}, 1);
+
+  // The buffer comes from the runtime's workspace: the second call gets back the block the
+  // first released (no fresh allocation), and still computes the right values.
+  runtime::CpuRunner runner(target::host_target(), 1);
+  auto k = runner.compile({"global_tmp", {a, c}, body});
+  runtime::HostBuffer ha(Type::f32(), {n}), hc(Type::f32(), {n});
+  ha.fill_random(3);
+  k->run({ha.data(), hc.data()});
+  const runtime::WorkspaceStats first = runtime::workspace_stats();
+  hc.fill_random(4);
+  k->run({ha.data(), hc.data()});
+  const runtime::WorkspaceStats second = runtime::workspace_stats();
+  CHECK(second.reused == first.reused + 1);
+  CHECK(second.allocated == first.allocated);
+  for (int64_t i : {int64_t(0), n / 2, n - 1})
+    CHECK(hc.get(i) == Approx(ha.get(n - 1 - i) * 2.0 + 1.0));
+}
+
+TEST_CASE("runtime: the workspace reuses released blocks of the same size only", "[runtime]") {
+  const runtime::WorkspaceStats s0 = runtime::workspace_stats();
+  void* p = ktune_workspace_alloc(1 << 20);
+  REQUIRE(p != nullptr);
+  CHECK(reinterpret_cast<uintptr_t>(p) % 64 == 0);
+  ktune_workspace_free(p, 1 << 20);
+  void* q = ktune_workspace_alloc(1 << 19);  // another size: a fresh block
+  CHECK(q != p);
+  void* r = ktune_workspace_alloc(1 << 20);  // the released one
+  CHECK(r == p);
+  const runtime::WorkspaceStats s1 = runtime::workspace_stats();
+  CHECK(s1.reused - s0.reused == 1);
+  CHECK(s1.allocated - s0.allocated == 2);
+  ktune_workspace_free(q, 1 << 19);
+  ktune_workspace_free(r, 1 << 20);
+  // At most kWorkspaceBlocksKept blocks stay cached: releasing more frees the oldest.
+  std::vector<void*> blocks;
+  for (int i = 0; i < runtime::kWorkspaceBlocksKept + 2; ++i) blocks.push_back(ktune_workspace_alloc(64 * (i + 1)));
+  for (int i = 0; i < int(blocks.size()); ++i) ktune_workspace_free(blocks[i], 64 * (i + 1));
+  const runtime::WorkspaceStats s2 = runtime::workspace_stats();
+  void* newest = ktune_workspace_alloc(64 * int64_t(blocks.size()));
+  CHECK(newest == blocks.back());
+  void* oldest = ktune_workspace_alloc(64);  // released first, freed to make room
+  const runtime::WorkspaceStats s3 = runtime::workspace_stats();
+  CHECK(s3.reused - s2.reused == 1);
+  CHECK(s3.allocated - s2.allocated == 1);
+  ktune_workspace_free(newest, 64 * int64_t(blocks.size()));
+  ktune_workspace_free(oldest, 64);
 }
 
 TEST_CASE("codegen: emitted LLVM IR and assembly", "[codegen]") {

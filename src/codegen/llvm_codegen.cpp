@@ -1097,16 +1097,21 @@ class CodeGenLLVM {
     } else {
       llvm::Type* ptr = llvm::PointerType::get(ctx_, 0);
       llvm::Type* i64 = llvm::Type::getInt64Ty(ctx_);
+      // The runtime's workspace (runtime/workspace.h): blocks released by one call are
+      // handed to the next, so a kernel in a loop does not fault its temporaries in afresh.
       llvm::FunctionCallee alloc = mod_.getOrInsertFunction(
-          "aligned_alloc", llvm::FunctionType::get(ptr, {i64, i64}, false));
+          "ktune_workspace_alloc", llvm::FunctionType::get(ptr, {i64}, false));
       llvm::FunctionCallee release = mod_.getOrInsertFunction(
-          "free", llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr}, false));
-      int64_t rounded = std::max<int64_t>(64, (bytes + 63) / 64 * 64);
-      llvm::Value* p =
-          b_.CreateCall(alloc, {b_.getInt64(64), b_.getInt64(uint64_t(rounded))}, buf->name);
+          "ktune_workspace_free", llvm::FunctionType::get(llvm::Type::getVoidTy(ctx_), {ptr, i64}, false));
+      const int64_t rounded = std::max<int64_t>(64, (bytes + 63) / 64 * 64);
+      llvm::Value* p = b_.CreateCall(alloc, {b_.getInt64(uint64_t(rounded))}, buf->name);
+      if (auto* call = llvm::dyn_cast<llvm::CallInst>(p)) {
+        call->addRetAttr(llvm::Attribute::NoAlias);
+        call->addRetAttr(llvm::Attribute::getWithAlignment(ctx_, llvm::Align(64)));
+      }
       buffers_[buf] = p;
       emit(op->body);
-      b_.CreateCall(release, {p});
+      b_.CreateCall(release, {p, b_.getInt64(uint64_t(rounded))});
     }
     if (saved)
       buffers_[buf] = saved;

@@ -8,9 +8,9 @@
 // Destroying the CompiledKernel removes its tracker, which frees its code and data; the JIT
 // itself is shared by the runner and its kernels and goes when the last of them does.
 //
-// Compiled code resolves ktune_parallel_for through an absolute symbol defined in the JIT
-// (the test binaries do not export their symbols dynamically) and everything else (libm,
-// aligned_alloc, free, memset) through the process's symbol table.
+// Compiled code resolves ktune_parallel_for and the workspace (ktune_workspace_alloc/free)
+// through absolute symbols defined in the JIT (the test binaries do not export their symbols
+// dynamically) and everything else (libm, memset) through the process's symbol table.
 #include "ktune/runtime/cpu_runner.h"
 
 #include <llvm/ExecutionEngine/Orc/Core.h>
@@ -34,6 +34,7 @@
 #include "ktune/codegen/codegen.h"
 #include "ktune/codegen/llvm_codegen.h"
 #include "ktune/runtime/thread_pool.h"
+#include "ktune/runtime/workspace.h"
 #include "ktune/support/debug.h"
 #include "ktune/support/error.h"
 
@@ -154,6 +155,12 @@ CpuRunner::CpuRunner(target::Target t, int threads) : impl_(std::make_unique<Imp
   orc::SymbolMap runtime_symbols;
   runtime_symbols[j.mangleAndIntern("ktune_parallel_for")] = {
       orc::ExecutorAddr::fromPtr(&ktune_parallel_for),
+      llvm::JITSymbolFlags::Exported | llvm::JITSymbolFlags::Callable};
+  runtime_symbols[j.mangleAndIntern("ktune_workspace_alloc")] = {
+      orc::ExecutorAddr::fromPtr(&ktune_workspace_alloc),
+      llvm::JITSymbolFlags::Exported | llvm::JITSymbolFlags::Callable};
+  runtime_symbols[j.mangleAndIntern("ktune_workspace_free")] = {
+      orc::ExecutorAddr::fromPtr(&ktune_workspace_free),
       llvm::JITSymbolFlags::Exported | llvm::JITSymbolFlags::Callable};
   if (auto err = jd.define(orc::absoluteSymbols(std::move(runtime_symbols)))) {
     throw InternalError("JIT runtime symbols: " + llvm::toString(std::move(err)));
