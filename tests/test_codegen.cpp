@@ -273,13 +273,32 @@ TEST_CASE("passes: vectorize_loops", "[passes]") {
   CHECK(!contains_for_kind(l, ForKind::Vectorized));
   CHECK(to_string(l).find("ramp") == std::string::npos);
 
-  // A loop-carried dependence (A[i+1] = A[i] + 1) stays serial.
-  Buffer a = make_buffer("A", Type::f32(), {16});
+  // A loop-carried dependence (A[i+1] = A[i] + 1) is not widened: a short innermost loop
+  // becomes its copies in order, a longer one stays a serial loop.
+  Buffer a = make_buffer("A", Type::f32(), {64});
   Expr i = i64v("i");
   Stmt carried =
       For::make(i, 0, 8, ForKind::Vectorized, Store::make(a, Load::make(a, i) + Expr(1.0), i + 1));
   Stmt c = passes::vectorize_loops(carried, 8);
-  CHECK(contains_for_kind(c, ForKind::Serial));
+  CHECK(!contains_for_kind(c, ForKind::Vectorized));
+  CHECK(!contains_for_kind(c, ForKind::Serial));
+  CHECK(to_string(c).find("ramp") == std::string::npos);
+  Stmt carried_long =
+      For::make(i, 0, 32, ForKind::Vectorized, Store::make(a, Load::make(a, i) + Expr(1.0), i + 1));
+  CHECK(contains_for_kind(passes::vectorize_loops(carried_long, 8), ForKind::Serial));
+}
+
+TEST_CASE("codegen: a loop-carried dependence under a refused vectorization keeps its order", "[codegen]") {
+  // A prefix sum, A[i+1] = A[i] + X[i+1], marked vectorized: refused and unrolled in order;
+  // the JIT's result must match the interpreter's (a reordered or widened loop would not).
+  Buffer x = make_buffer("X", Type::f32(), {9});
+  Buffer a = make_buffer("A", Type::f32(), {9});
+  Expr i = i64v("i");
+  Stmt body = Block::make(
+      {Store::make(a, Load::make(x, Expr(0)), Expr(0)),
+       For::make(i, 0, 8, ForKind::Vectorized,
+                 Store::make(a, Load::make(a, i) + Load::make(x, i + 1), i + 1))});
+  check_both_thread_counts({"carried", {x, a}, body}, 1);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@
 #include <llvm/Target/TargetOptions.h>
 #include <llvm/TargetParser/Triple.h>
 
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -43,6 +44,7 @@
 #include "ktune/ir/printer.h"
 #include "ktune/ir/simplify.h"
 #include "ktune/ir/visitor.h"
+#include "ktune/support/debug.h"
 #include "ktune/support/error.h"
 
 namespace ktune::codegen {
@@ -1190,6 +1192,22 @@ void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
       if (const auto* f = llvm::any_cast<const llvm::Function*>(&ir)) return loop_vectorizer_affordable(**f);
     return true;
   });
+  // --debug 2: the optimization passes that took over 100 ms on this module (a slow compile's
+  // culprit; the backend's time is the rest of the candidate's compile_ms).
+  using PassClock = std::chrono::steady_clock;
+  std::vector<PassClock::time_point> pass_starts;
+  if (debug_level() >= 2) {
+    pic.registerBeforeNonSkippedPassCallback(
+        [&pass_starts](llvm::StringRef, llvm::Any) { pass_starts.push_back(PassClock::now()); });
+    auto after = [&pass_starts, &m](llvm::StringRef pass) {
+      if (pass_starts.empty()) return;
+      const double ms = std::chrono::duration<double, std::milli>(PassClock::now() - pass_starts.back()).count();
+      pass_starts.pop_back();
+      if (ms > 100) debug(2) << "LLVM pass " << pass.str() << " on " << m.getName().str() << ": " << ms << " ms\n";
+    };
+    pic.registerAfterPassCallback([after](llvm::StringRef pass, llvm::Any, const llvm::PreservedAnalyses&) { after(pass); });
+    pic.registerAfterPassInvalidatedCallback([after](llvm::StringRef pass, const llvm::PreservedAnalyses&) { after(pass); });
+  }
   llvm::PassBuilder pb(&tm, pto, std::nullopt, &pic);
   pb.registerModuleAnalyses(mam);
   pb.registerCGSCCAnalyses(cgam);

@@ -7,6 +7,7 @@
 // ramps is folded into ramps (Ramp(b, s) + x -> Ramp(b + x, s), Ramp(b, s) * c ->
 // Ramp(b * c, s * c)) so that affine indices stay recognisable as strided accesses.
 #include "ktune/passes/vectorize.h"
+#include "ktune/passes/unroll.h"
 
 #include <algorithm>
 #include <optional>
@@ -23,6 +24,18 @@ namespace {
 
 using ir::Expr;
 using ir::Stmt;
+
+// Loops longer than this that cannot be vectorized stay loops.
+constexpr int64_t kMaxUnrollRefusedLanes = 16;
+
+bool contains_loop(const Stmt& s) {
+  struct Finder : ir::IRVisitor {
+    bool found = false;
+    void visit_For(const ir::For*) override { found = true; }
+  } f;
+  f.visit(s);
+  return f.found;
+}
 
 bool contains_vectorized_loop(const Stmt& s) {
   struct Finder : ir::IRVisitor {
@@ -341,7 +354,18 @@ class LoopVectorizer : public ir::IRMutator {
     }
     if (lanes <= 0) return ir::Evaluate::make(Expr(0));
     if (lanes == 1) return ir::LetStmt::make(op->var, op->min, body);
-    if (!LegalityCheck(op->var).check(body)) return serial();
+    if (!LegalityCheck(op->var).check(body)) {
+      // A short innermost loop that cannot be widened becomes its copies in order (the
+      // same semantics as the serial loop): the schedule counted it as one step when its
+      // enclosing loops were unrolled (DESIGN: a vectorized loop counts once), and left as a
+      // loop it sat in every copy of an unrolled tile. A conv2d_nchwc candidate with a
+      // 2-lane strided ki loop under a 448-copy tile reached LLVM with 912 loops, whose
+      // per-loop passes (IndVarSimplify, LoopRotate, LoopFullUnroll, LICM) took 22 of its
+      // 23 s of compile.
+      if (lanes <= kMaxUnrollRefusedLanes && !contains_loop(body))
+        return unroll_loops(ir::For::make(op->var, op->min, op->extent, ir::ForKind::Unrolled, body));
+      return serial();
+    }
     return Widen(op->var, op->min, int(lanes)).mutate(body);
   }
 
