@@ -1171,6 +1171,12 @@ bool loop_vectorizer_affordable(const llvm::Function& f) {
   return most <= 512 && total <= 2048;
 }
 
+// Jump threading is skipped on functions larger than this. A conv2d_nchwc candidate whose
+// unrolled tile reached 87,598 instructions spent 13 of its 28 s of optimization in it; the
+// best kernels of the CPU benchmark's 17 tunes have at most 1,119 instructions when it runs,
+// and ktune's loop nests have few branches for it to thread (padding is selects).
+constexpr unsigned kMaxJumpThreadingInstructions = 10000;
+
 void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
@@ -1182,7 +1188,7 @@ void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
   pto.LoopUnrolling = true;
   // LLVM's loop access analysis is quadratic in the memory accesses of a loop body: on a loop
   // whose body is a large unrolled tile, loop-load elimination and the loop vectorizer took up
-  // to a minute per kernel. Loop-load elimination (forwarding stores across iterations) gains
+  // to a minute per kernel. (Jump threading, likewise, on very large functions: above.) Loop-load elimination (forwarding stores across iterations) gains
   // ktune's loops nothing and never runs; the loop vectorizer is skipped for functions with
   // such a block or too many accesses in all (ktune vectorizes what the schedule says itself).
   llvm::PassInstrumentationCallbacks pic;
@@ -1190,6 +1196,9 @@ void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
     if (pass == "LoopLoadEliminationPass") return false;
     if (pass == "LoopVectorizePass")
       if (const auto* f = llvm::any_cast<const llvm::Function*>(&ir)) return loop_vectorizer_affordable(**f);
+    if (pass == "JumpThreadingPass")
+      if (const auto* f = llvm::any_cast<const llvm::Function*>(&ir))
+        return (*f)->getInstructionCount() <= kMaxJumpThreadingInstructions;
     return true;
   });
   // --debug 2: the optimization passes that took over 100 ms on this module (a slow compile's
