@@ -1188,9 +1188,10 @@ void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
   pto.LoopUnrolling = true;
   // LLVM's loop access analysis is quadratic in the memory accesses of a loop body: on a loop
   // whose body is a large unrolled tile, loop-load elimination and the loop vectorizer took up
-  // to a minute per kernel. (Jump threading, likewise, on very large functions: above.) Loop-load elimination (forwarding stores across iterations) gains
+  // to a minute per kernel. Loop-load elimination (forwarding stores across iterations) gains
   // ktune's loops nothing and never runs; the loop vectorizer is skipped for functions with
   // such a block or too many accesses in all (ktune vectorizes what the schedule says itself).
+  // Jump threading is skipped on very large functions (kMaxJumpThreadingInstructions).
   llvm::PassInstrumentationCallbacks pic;
   pic.registerShouldRunOptionalPassCallback([](llvm::StringRef pass, llvm::Any ir) {
     if (pass == "LoopLoadEliminationPass") return false;

@@ -28,23 +28,17 @@ using ir::Stmt;
 // Loops longer than this that cannot be vectorized stay loops.
 constexpr int64_t kMaxUnrollRefusedLanes = 16;
 
-bool contains_loop(const Stmt& s) {
+// Whether `s` has a loop (of kind `kind`, when given).
+bool contains_loop(const Stmt& s, std::optional<ir::ForKind> kind = std::nullopt) {
   struct Finder : ir::IRVisitor {
-    bool found = false;
-    void visit_For(const ir::For*) override { found = true; }
-  } f;
-  f.visit(s);
-  return f.found;
-}
-
-bool contains_vectorized_loop(const Stmt& s) {
-  struct Finder : ir::IRVisitor {
+    std::optional<ir::ForKind> kind;
     bool found = false;
     void visit_For(const ir::For* op) override {
-      if (op->for_kind == ir::ForKind::Vectorized) found = true;
-      ir::IRVisitor::visit_For(op);
+      if (!kind || op->for_kind == *kind) found = true;
+      if (!found) ir::IRVisitor::visit_For(op);
     }
   } f;
+  f.kind = kind;
   f.visit(s);
   return f.found;
 }
@@ -338,7 +332,7 @@ class LoopVectorizer : public ir::IRMutator {
 
   Stmt visit_For(const ir::For* op, const Stmt& self) override {
     bool inner_vectorized =
-        op->for_kind == ir::ForKind::Vectorized && contains_vectorized_loop(op->body);
+        op->for_kind == ir::ForKind::Vectorized && contains_loop(op->body, ir::ForKind::Vectorized);
     Stmt body = mutate(op->body);
     if (op->for_kind != ir::ForKind::Vectorized) {
       if (body.same_as(op->body)) return self;

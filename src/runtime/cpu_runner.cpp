@@ -153,15 +153,14 @@ CpuRunner::CpuRunner(target::Target t, int threads) : impl_(std::make_unique<Imp
   if (!gen) throw InternalError("JIT process symbols: " + llvm::toString(gen.takeError()));
   jd.addGenerator(std::move(*gen));
   orc::SymbolMap runtime_symbols;
-  runtime_symbols[j.mangleAndIntern("ktune_parallel_for")] = {
-      orc::ExecutorAddr::fromPtr(&ktune_parallel_for),
-      llvm::JITSymbolFlags::Exported | llvm::JITSymbolFlags::Callable};
-  runtime_symbols[j.mangleAndIntern("ktune_workspace_alloc")] = {
-      orc::ExecutorAddr::fromPtr(&ktune_workspace_alloc),
-      llvm::JITSymbolFlags::Exported | llvm::JITSymbolFlags::Callable};
-  runtime_symbols[j.mangleAndIntern("ktune_workspace_free")] = {
-      orc::ExecutorAddr::fromPtr(&ktune_workspace_free),
-      llvm::JITSymbolFlags::Exported | llvm::JITSymbolFlags::Callable};
+  const std::pair<const char*, void*> runtime_functions[] = {
+      {"ktune_parallel_for", reinterpret_cast<void*>(&ktune_parallel_for)},
+      {"ktune_workspace_alloc", reinterpret_cast<void*>(&ktune_workspace_alloc)},
+      {"ktune_workspace_free", reinterpret_cast<void*>(&ktune_workspace_free)},
+  };
+  for (const auto& [name, address] : runtime_functions)
+    runtime_symbols[j.mangleAndIntern(name)] = {orc::ExecutorAddr::fromPtr(address),
+                                                llvm::JITSymbolFlags::Exported | llvm::JITSymbolFlags::Callable};
   if (auto err = jd.define(orc::absoluteSymbols(std::move(runtime_symbols)))) {
     throw InternalError("JIT runtime symbols: " + llvm::toString(std::move(err)));
   }
