@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "ktune/codegen/codegen.h"
+#include "ktune/codegen/llvm_codegen.h"
 #include "ktune/ir/interpreter.h"
 #include "ktune/ir/ir.h"
 #include "ktune/ir/ir_ops.h"
@@ -161,6 +162,13 @@ long rss_kib() {
 
 // ---------------------------------------------------------------------------------------
 // Targets
+
+TEST_CASE("codegen: the machine scheduler's region limit is set once LLVM is initialized", "[codegen]") {
+  // Guards against the option being renamed in another LLVM: the limit would silently be lost
+  // and large candidates would compile several times slower (llvm_codegen.cpp).
+  codegen::initialize_llvm();
+  CHECK(codegen::machine_scheduler_region_limit() == 100u);
+}
 
 TEST_CASE("target: host detection", "[target]") {
   target::Target t = target::host_target();

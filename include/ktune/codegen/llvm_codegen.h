@@ -25,9 +25,14 @@ class TargetMachine;
 
 namespace ktune::codegen {
 
-// Registers LLVM's targets (all of them, or the native one in a static-LLVM build). Idempotent
-// and thread-safe; make_target_machine calls it.
+// Registers LLVM's targets (all of them, or the native one in a static-LLVM build) and sets
+// ktune's LLVM options (the machine scheduler's region limit). Idempotent and thread-safe;
+// make_target_machine calls it.
 void initialize_llvm();
+
+// The limit on the loads and stores LLVM's machine scheduler tracks at a time in a block
+// (-dag-maps-huge-region) as LLVM holds it now; 0 when this LLVM has no such option.
+unsigned machine_scheduler_region_limit();
 
 // The CPU name handed to LLVM for a target: a generic one ("x86-64", "generic"), since code
 // is chosen by the feature list, never by the CPU name (DESIGN §10).
