@@ -687,6 +687,23 @@ TEST_CASE("codegen: invalid candidates", "[codegen]") {
   } catch (const InvalidCandidate& e) {
     CHECK(std::string(e.what()).find("GPU loop kind on a CPU target") != std::string::npos);
   }
+  // Code too large to compile in reasonable time: 12,000 stores of A[k] * k + B[k] (a few
+  // LLVM instructions each) are refused before LLVM optimizes them; 1,000 compile.
+  auto straight_line = [](int64_t n) {
+    Buffer a = make_buffer("A", Type::f32(), {n}), b = make_buffer("B", Type::f32(), {n});
+    std::vector<Stmt> stores;
+    for (int64_t k = 0; k < n; ++k)
+      stores.push_back(Store::make(b, Load::make(a, Expr(k)) * Expr(double(k)) + Load::make(b, Expr(k)), Expr(k)));
+    return LoweredFunc{"straight", {a, b}, Block::make(std::move(stores))};
+  };
+  CHECK_NOTHROW(runner.compile(straight_line(1000)));
+  try {
+    runner.compile(straight_line(12000));
+    FAIL("expected InvalidCandidate");
+  } catch (const InvalidCandidate& e) {
+    CHECK(std::string(e.what()).find("the kernel's code is too large to compile") != std::string::npos);
+    CHECK(std::string(e.what()).find("(limit 50000)") != std::string::npos);
+  }
 }
 
 TEST_CASE("runtime: the JIT frees the code of destroyed kernels", "[runtime]") {

@@ -1178,7 +1178,16 @@ bool loop_vectorizer_affordable(const llvm::Function& f) {
 // and ktune's loop nests have few branches for it to thread (padding is selects).
 constexpr unsigned kMaxJumpThreadingInstructions = 10000;
 
+// A module larger than this before optimization is refused (InvalidCandidate) rather than
+// compiled: LLVM's time grows faster than its size (a conv2d_nchwc tune's candidates: ~2,000
+// instructions, under 0.1 s; 12,000-25,000, 0.2-1.4 s; 62,000, 3.3 s; 123,000, 9.5 s), and
+// such code is slow anyway (all of those ran 1.6-27x slower than the tune's best). The best
+// kernels of the CPU benchmark's 17 tunes have at most 2,257. Such candidates come from an
+// unrolled tile whose vectorized loop could not be widened (its lanes become scalar copies).
+constexpr unsigned kMaxModuleInstructions = 50000;
+
 void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
+  debug(2) << "LLVM module " << m.getName().str() << ": " << m.getInstructionCount() << " instructions before optimization\n";
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
   llvm::CGSCCAnalysisManager cgam;
@@ -1324,6 +1333,11 @@ std::unique_ptr<llvm::Module> emit_module(const ir::LoweredFunc& f, llvm::LLVMCo
     os.flush();
     throw InvalidCandidate("LLVM module verification failed: " + msg);
   }
+  const unsigned size = m->getInstructionCount();
+  if (size > kMaxModuleInstructions)
+    throw InvalidCandidate("the kernel's code is too large to compile: " + std::to_string(size) +
+                           " LLVM instructions before optimization (limit " +
+                           std::to_string(kMaxModuleInstructions) + "); unroll less");
   optimize_module(*m, tm);
   return m;
 }
