@@ -11,7 +11,9 @@
 #      confirm.csv), since the best logged time of 10,000 noisy measurements is optimistic;
 #  (c) the cost model's pairwise ranking accuracy on held-out records of each evolutionary
 #      log of (b) (`ktune model-eval`): trained on its first 300 records and tested on the
-#      later ones, then trained on 300 random records and tested on the others;
+#      later ones, then trained on 300 random records and tested on the others; and on the
+#      two-phase logs of (a) and (b), trained on 300 random records of each and tested on the
+#      other ~100 (three draws);
 #  (m) memory over a long run: an evolutionary tune of matmul 128^3 with --mem-budget
 #      candidates (default 10,000), ktune's and its worker's resident memory sampled every
 #      2 s against the trials logged so far (m/memory.csv: the sum, then each process), and
@@ -127,6 +129,17 @@ if has c; then
   [ -e "${logs[0]}" ] || { echo "bench_search.sh: part c needs the evolutionary logs of part b" >&2; exit 2; }
   "$ktune" model-eval "${logs[@]}" --train=300 --split=first | tee "$out/c.txt"
   "$ktune" model-eval "${logs[@]}" --train=300 --split=random | tee -a "$out/c.txt"
+  # The two-phase tunes of (a) and (b): 300 explored + ~100 refined records each. Trained on
+  # 300 of them at random, tested on the rest (three draws); the first split would test on the
+  # refinement's neighbours of the best, which the model never ranks in a tune.
+  shopt -s nullglob
+  tp=("$out"/a/ktune-*-t"$threads".jsonl "$out"/b/*.two-phase.jsonl)
+  shopt -u nullglob
+  if [ "${#tp[@]}" -gt 0 ]; then
+    for seed in 0 1 2; do
+      "$ktune" model-eval "${tp[@]}" --train=300 --split=random --seed="$seed" | tee -a "$out/c.txt"
+    done
+  fi
 fi
 if has m; then
   echo "== (m) memory over an evolutionary run of $mem_budget candidates (matmul 128^3)" >&2

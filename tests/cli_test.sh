@@ -106,6 +106,9 @@ assert d["split"] == sys.argv[1] and w["train"] == 6, d
 # random: every valid record outside the 6 drawn; first: the valid ones after the first 6
 assert 0 < w["held_out"] <= valid and w["held_out"] >= valid - 6, (w, valid)
 assert 0 <= w["accuracy"] <= 1, w
+# one log: with all its trials in the first batch of 64, every held-out pair is a same-batch pair
+if max(json.loads(l)["trial"] for l in open("tp.jsonl")) <= 64:
+    assert w["accuracy_same_batch"] == w["accuracy"], w
 EOF
   then ok "model-eval --split=$split"; else fail "model-eval --split=$split"; cat me.err; fi
 done

@@ -6,7 +6,9 @@
 // accuracy over the held-out valid records (the fraction of pairs whose order of measured
 // throughput the model predicts; 0.5 is chance), and the same over the pairs whose measured
 // throughputs differ by more than 5% (two measurements of one program on a busy machine
-// differ by about that much, so closer pairs are partly a coin toss for any model).
+// differ by about that much, so closer pairs are partly a coin toss for any model), and over the
+// pairs measured in the same batch of 64 trials (a few seconds apart: the machine's slow drifts
+// in speed do not order them).
 #include <algorithm>
 #include <iostream>
 #include <map>
@@ -40,20 +42,22 @@ struct Sample {
   search::ProgramFeatures features;
   double gflops = 0;
   int trial = 0;
+  int64_t batch = 0;  // the log and the batch of 64 trials it was measured in
 };
 
 int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
   KT_USER_CHECK(f.train >= 1, "--train must be positive (got ", f.train, ")");
   // Records per workload and thread count, in the order of the logs.
-  std::map<std::string, std::vector<log::Record>> groups;
+  std::map<std::string, std::vector<std::pair<int, log::Record>>> groups;  // (log index, record)
   std::vector<std::string> order;
-  for (const std::string& path : f.logs) {
+  for (int log_index = 0; log_index < int(f.logs.size()); ++log_index) {
+    const std::string& path = f.logs[log_index];
     log::LogContents c = log::read_log(path, /*skip_bad_lines=*/true);
     for (const auto& w : c.warnings) std::cerr << "ktune: warning: " << w << "\n";
     for (log::Record& r : c.records) {
       const std::string key = r.workload.key() + " @" + std::to_string(r.threads) + "t";
       if (!groups.count(key)) order.push_back(key);
-      groups[key].push_back(std::move(r));
+      groups[key].emplace_back(log_index, std::move(r));
     }
   }
   KT_USER_CHECK(!order.empty(), "model-eval: the logs hold no record");
@@ -61,8 +65,14 @@ int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
   json rows = json::array();
   std::vector<std::vector<std::string>> table;
   for (const std::string& key : order) {
-    auto& recs = groups[key];
-    std::stable_sort(recs.begin(), recs.end(), [](const log::Record& a, const log::Record& b) { return a.trial < b.trial; });
+    auto& logged = groups[key];
+    std::stable_sort(logged.begin(), logged.end(), [](const auto& a, const auto& b) { return a.second.trial < b.second.trial; });
+    std::vector<log::Record> recs;
+    std::vector<int64_t> batches;
+    for (auto& [log_index, r] : logged) {
+      batches.push_back(int64_t(log_index) * (int64_t(1) << 32) + std::max(0, r.trial - 1) / 64);
+      recs.push_back(std::move(r));
+    }
     const te::KernelDef* def = reg.find(recs[0].workload.kernel);
     KT_USER_CHECK(def, "model-eval: unknown kernel '", recs[0].workload.kernel, "' in the logs (see ktune kernels)");
     std::map<std::string, int64_t> ints(recs[0].workload.params.begin(), recs[0].workload.params.end());
@@ -73,10 +83,11 @@ int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
     const target::Target t = target::host_target();
     std::vector<Sample> samples;
     int skipped = 0;
-    for (const log::Record& r : recs) {
+    for (size_t ri = 0; ri < recs.size(); ++ri) {
+      const log::Record& r = recs[ri];
       try {
         schedule::State st = schedule::replay(dag, schedule::steps_from_json(r.steps));
-        samples.push_back({search::extract_features(st, t), r.valid() ? r.gflops : 0.0, r.trial});
+        samples.push_back({search::extract_features(st, t), r.valid() ? r.gflops : 0.0, r.trial, batches[ri]});
       } catch (const std::exception&) {
         ++skipped;  // a candidate that no longer replays
       }
@@ -93,7 +104,9 @@ int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
       for (int i = 0; i < n_train; ++i) in_train[idx[i]] = true;
     }
     std::vector<search::ProgramFeatures> train_x, test_x;
-    std::vector<double> train_y, test_y;
+    std::vector<double> train_y;
+    std::vector<double> test_y;
+    std::vector<int64_t> test_batch;  // the log and 64-trial batch of each held-out record
     for (int i = 0; i < int(samples.size()); ++i) {
       if (in_train[i]) {
         train_x.push_back(samples[i].features);
@@ -101,17 +114,32 @@ int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
       } else if (samples[i].gflops > 0) {
         test_x.push_back(samples[i].features);
         test_y.push_back(samples[i].gflops);
+        test_batch.push_back(samples[i].batch);
       }
     }
     json row = {{"workload", key}, {"records", recs.size()}, {"skipped", skipped}, {"train", n_train},
                 {"held_out", test_x.size()}};
-    std::string acc_text = "-", acc5_text = "-";
+    std::string acc_text = "-", acc5_text = "-", accb_text = "-";
     if (test_x.size() >= 2) {
       auto model = search::make_cost_model("xgboost", f.seed);
       model->update(train_x, train_y, key);
       const std::vector<double> pred = model->predict(test_x);
       const double acc = search::pairwise_ranking_accuracy(pred, test_y);
       const double acc5 = search::pairwise_ranking_accuracy(pred, test_y, 1.05);
+      // Pairs measured in the same batch: close in time, so the machine's slow drifts (its
+      // speed changes by up to 2x over minutes here) do not decide their order.
+      long long agree = 0, total = 0;
+      for (size_t a = 0; a < test_y.size(); ++a)
+        for (size_t b = a + 1; b < test_y.size(); ++b) {
+          if (test_batch[b] != test_batch[a]) continue;
+          if (test_y[a] == test_y[b]) continue;
+          ++total;
+          agree += (pred[a] - pred[b]) * (test_y[a] - test_y[b]) > 0;
+        }
+      if (total) {
+        row["accuracy_same_batch"] = double(agree) / double(total);
+        accb_text = fmt_num(double(agree) / double(total), 3);
+      }
       row["accuracy"] = acc;
       row["accuracy_5pct"] = acc5;
       acc_text = fmt_num(acc, 3);
@@ -121,7 +149,7 @@ int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
       row["accuracy_5pct"] = nullptr;
     }
     rows.push_back(row);
-    table.push_back({key, std::to_string(recs.size()), std::to_string(n_train), std::to_string(test_x.size()), acc_text, acc5_text});
+    table.push_back({key, std::to_string(recs.size()), std::to_string(n_train), std::to_string(test_x.size()), acc_text, acc5_text, accb_text});
   }
   if (f.json_out) {
     std::cout << json{{"train", f.train}, {"split", f.split}, {"workloads", rows}}.dump(2) << "\n";
@@ -130,7 +158,7 @@ int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
               << (f.split == "first" ? " records of each workload, pairwise ranking accuracy on the valid records after them "
                                      : " random records of each workload, pairwise ranking accuracy on the other valid records ")
               << "(0.5 = chance; >5%: over the pairs whose throughputs differ by more than 5%):\n"
-              << format_table({"workload", "records", "train", "held out", "accuracy", ">5%"}, table,
+              << format_table({"workload", "records", "train", "held out", "accuracy", ">5%", "same batch"}, table,
                               {false, true, true, true, true, true});
   }
   return 0;
