@@ -104,8 +104,7 @@ int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
       for (int i = 0; i < n_train; ++i) in_train[idx[i]] = true;
     }
     std::vector<search::ProgramFeatures> train_x, test_x;
-    std::vector<double> train_y;
-    std::vector<double> test_y;
+    std::vector<double> train_y, test_y;
     std::vector<int64_t> test_batch;  // the log and 64-trial batch of each held-out record
     for (int i = 0; i < int(samples.size()); ++i) {
       if (in_train[i]) {
@@ -157,7 +156,8 @@ int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
     std::cout << "cost model (xgboost) trained on " << (f.split == "first" ? "the first " : "") << f.train
               << (f.split == "first" ? " records of each workload, pairwise ranking accuracy on the valid records after them "
                                      : " random records of each workload, pairwise ranking accuracy on the other valid records ")
-              << "(0.5 = chance; >5%: over the pairs whose throughputs differ by more than 5%):\n"
+              << "(0.5 = chance; >5%: over the pairs whose throughputs differ by more than 5%; same batch: over the pairs "
+                 "measured in one batch of 64 trials):\n"
               << format_table({"workload", "records", "train", "held out", "accuracy", ">5%", "same batch"}, table,
                               {false, true, true, true, true, true});
   }

@@ -1187,7 +1187,8 @@ constexpr unsigned kMaxJumpThreadingInstructions = 10000;
 constexpr unsigned kMaxModuleInstructions = 50000;
 
 void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
-  debug(2) << "LLVM module " << m.getName().str() << ": " << m.getInstructionCount() << " instructions before optimization\n";
+  debug(2) << "LLVM module " << m.getName().str() << ": " << m.getInstructionCount()
+           << " instructions before optimization\n";
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
   llvm::CGSCCAnalysisManager cgam;
@@ -1246,9 +1247,10 @@ std::string cpu_name_for(const llvm::Triple& triple) {
 // The machine scheduler's dependence graph of a block is built with at most this many loads and
 // stores tracked at a time (LLVM's -dag-maps-huge-region; its default 1,000). Building it is
 // quadratic in a block's memory operations: a conv2d_nchwc candidate whose unrolled tile left
-// blocks of several hundred spent 58% of its 0.6-s compile there (llc: 0.64 s; 0.20 s at 200;
-// 0.09 s without the scheduler), and such candidates are most of a tune's compile time. The best
-// kernels of the CPU benchmark's 17 tunes compile to the same object code at 100 as at 1,000.
+// blocks of several hundred spent 58% of its 1.1-s compile there (0.38 s with this limit; llc
+// on its optimized IR: 0.64 s, 0.20 s at 200, 0.09 s without the scheduler), and candidates
+// like it made up most of a tune's compile time. The best kernels of the CPU benchmark's 17
+// tunes compile to the same object code at 100 as at 1,000.
 constexpr const char* kSchedulerRegionLimit = "100";
 constexpr const char* kSchedulerRegionOption = "dag-maps-huge-region";
 
