@@ -65,29 +65,24 @@ int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
   json rows = json::array();
   std::vector<std::vector<std::string>> table;
   for (const std::string& key : order) {
-    auto& logged = groups[key];
-    std::stable_sort(logged.begin(), logged.end(), [](const auto& a, const auto& b) { return a.second.trial < b.second.trial; });
-    std::vector<log::Record> recs;
-    std::vector<int64_t> batches;
-    for (auto& [log_index, r] : logged) {
-      batches.push_back(int64_t(log_index) * (int64_t(1) << 32) + std::max(0, r.trial - 1) / 64);
-      recs.push_back(std::move(r));
-    }
-    const te::KernelDef* def = reg.find(recs[0].workload.kernel);
-    KT_USER_CHECK(def, "model-eval: unknown kernel '", recs[0].workload.kernel, "' in the logs (see ktune kernels)");
-    std::map<std::string, int64_t> ints(recs[0].workload.params.begin(), recs[0].workload.params.end());
+    auto& recs = groups[key];
+    std::stable_sort(recs.begin(), recs.end(), [](const auto& a, const auto& b) { return a.second.trial < b.second.trial; });
+    const log::Workload& workload = recs[0].second.workload;
+    const te::KernelDef* def = reg.find(workload.kernel);
+    KT_USER_CHECK(def, "model-eval: unknown kernel '", workload.kernel, "' in the logs (see ktune kernels)");
+    std::map<std::string, int64_t> ints(workload.params.begin(), workload.params.end());
     std::map<std::string, std::string> types;
     for (const auto& p : def->params)
-      if (p.is_dtype && !recs[0].workload.dtype.empty()) types[p.name] = recs[0].workload.dtype;
+      if (p.is_dtype && !workload.dtype.empty()) types[p.name] = workload.dtype;
     auto dag = std::make_shared<const te::ComputeDAG>(def->instantiate(ints, types));
     const target::Target t = target::host_target();
     std::vector<Sample> samples;
     int skipped = 0;
-    for (size_t ri = 0; ri < recs.size(); ++ri) {
-      const log::Record& r = recs[ri];
+    for (const auto& [log_index, r] : recs) {
       try {
         schedule::State st = schedule::replay(dag, schedule::steps_from_json(r.steps));
-        samples.push_back({search::extract_features(st, t), r.valid() ? r.gflops : 0.0, r.trial, batches[ri]});
+        const int64_t batch = int64_t(log_index) * (int64_t(1) << 32) + std::max(0, r.trial - 1) / 64;
+        samples.push_back({search::extract_features(st, t), r.valid() ? r.gflops : 0.0, r.trial, batch});
       } catch (const std::exception&) {
         ++skipped;  // a candidate that no longer replays
       }
@@ -127,17 +122,9 @@ int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
       const double acc5 = search::pairwise_ranking_accuracy(pred, test_y, 1.05);
       // Pairs measured in the same batch: close in time, so the machine's slow drifts (its
       // speed changes by up to 2x over minutes here) do not decide their order.
-      long long agree = 0, total = 0;
-      for (size_t a = 0; a < test_y.size(); ++a)
-        for (size_t b = a + 1; b < test_y.size(); ++b) {
-          if (test_batch[b] != test_batch[a]) continue;
-          if (test_y[a] == test_y[b]) continue;
-          ++total;
-          agree += (pred[a] - pred[b]) * (test_y[a] - test_y[b]) > 0;
-        }
-      if (total) {
-        row["accuracy_same_batch"] = double(agree) / double(total);
-        accb_text = fmt_num(double(agree) / double(total), 3);
+      if (const auto accb = search::pairwise_ranking_accuracy(pred, test_y, 1.0, test_batch)) {
+        row["accuracy_same_batch"] = *accb;
+        accb_text = fmt_num(*accb, 3);
       }
       row["accuracy"] = acc;
       row["accuracy_5pct"] = acc5;
@@ -159,7 +146,7 @@ int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
               << "(0.5 = chance; >5%: over the pairs whose throughputs differ by more than 5%; same batch: over the pairs "
                  "measured in one batch of 64 trials):\n"
               << format_table({"workload", "records", "train", "held out", "accuracy", ">5%", "same batch"}, table,
-                              {false, true, true, true, true, true});
+                              {false, true, true, true, true, true, true});
   }
   return 0;
 }

@@ -1187,8 +1187,6 @@ constexpr unsigned kMaxJumpThreadingInstructions = 10000;
 constexpr unsigned kMaxModuleInstructions = 50000;
 
 void optimize_module(llvm::Module& m, llvm::TargetMachine& tm) {
-  debug(2) << "LLVM module " << m.getName().str() << ": " << m.getInstructionCount()
-           << " instructions before optimization\n";
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
   llvm::CGSCCAnalysisManager cgam;
@@ -1254,14 +1252,20 @@ std::string cpu_name_for(const llvm::Triple& triple) {
 constexpr const char* kSchedulerRegionLimit = "100";
 constexpr const char* kSchedulerRegionOption = "dag-maps-huge-region";
 
-void set_llvm_option(const char* name, const char* value) {
+// LLVM's registered command-line option `name`, or nullptr.
+llvm::cl::Option* find_llvm_option(const char* name) {
   llvm::StringMap<llvm::cl::Option*>& opts = llvm::cl::getRegisteredOptions();
   auto it = opts.find(name);
-  if (it == opts.end()) {
+  return it == opts.end() ? nullptr : it->second;
+}
+
+void set_llvm_option(const char* name, const char* value) {
+  llvm::cl::Option* opt = find_llvm_option(name);
+  if (!opt) {
     debug(1) << "LLVM has no option -" << name << "; left as is\n";
     return;
   }
-  if (it->second->addOccurrence(0, name, value))
+  if (opt->addOccurrence(0, name, value))
     debug(1) << "LLVM refused -" << name << "=" << value << "\n";
 }
 
@@ -1286,9 +1290,8 @@ void initialize_llvm() {
 }
 
 unsigned machine_scheduler_region_limit() {
-  llvm::StringMap<llvm::cl::Option*>& opts = llvm::cl::getRegisteredOptions();
-  auto it = opts.find(kSchedulerRegionOption);
-  return it == opts.end() ? 0 : static_cast<llvm::cl::opt<unsigned>*>(it->second)->getValue();
+  llvm::cl::Option* opt = find_llvm_option(kSchedulerRegionOption);
+  return opt ? static_cast<llvm::cl::opt<unsigned>*>(opt)->getValue() : 0;
 }
 
 std::string cpu_name_for_codegen(const target::Target& t) {
@@ -1336,6 +1339,7 @@ std::unique_ptr<llvm::Module> emit_module(const ir::LoweredFunc& f, llvm::LLVMCo
     throw InvalidCandidate("LLVM module verification failed: " + msg);
   }
   const unsigned size = m->getInstructionCount();
+  debug(2) << "LLVM module " << m->getName().str() << ": " << size << " instructions before optimization\n";
   if (size > kMaxModuleInstructions)
     throw InvalidCandidate("the kernel's code is too large to compile: " + std::to_string(size) +
                            " LLVM instructions before optimization (limit " +

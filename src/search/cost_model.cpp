@@ -336,20 +336,30 @@ std::unique_ptr<CostModel> make_cost_model(const std::string& kind, uint64_t see
   throw UserError("unknown cost model '" + kind + "' (known: xgboost, random)");
 }
 
-double pairwise_ranking_accuracy(const std::vector<double>& predicted,
-                                 const std::vector<double>& actual, double min_ratio) {
+std::optional<double> pairwise_ranking_accuracy(const std::vector<double>& predicted,
+                                                const std::vector<double>& actual, double min_ratio,
+                                                const std::vector<int64_t>& groups) {
   KT_CHECK(predicted.size() == actual.size(), "ranking accuracy: ", predicted.size(),
            " predictions for ", actual.size(), " values");
+  KT_CHECK(groups.empty() || groups.size() == actual.size(), "ranking accuracy: ", groups.size(),
+           " groups for ", actual.size(), " values");
   long long agree = 0, total = 0;
   for (size_t i = 0; i < actual.size(); ++i)
     for (size_t j = i + 1; j < actual.size(); ++j) {
       if (actual[i] == actual[j]) continue;
+      if (!groups.empty() && groups[i] != groups[j]) continue;
       if (min_ratio > 1 && std::max(actual[i], actual[j]) <= min_ratio * std::min(actual[i], actual[j]))
         continue;
       ++total;
       agree += (predicted[i] - predicted[j]) * (actual[i] - actual[j]) > 0;
     }
-  return total ? double(agree) / double(total) : 0.5;
+  if (!total) return std::nullopt;
+  return double(agree) / double(total);
+}
+
+double pairwise_ranking_accuracy(const std::vector<double>& predicted,
+                                 const std::vector<double>& actual, double min_ratio) {
+  return pairwise_ranking_accuracy(predicted, actual, min_ratio, {}).value_or(0.5);
 }
 
 }  // namespace ktune::search

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,5 +41,11 @@ std::unique_ptr<CostModel> make_cost_model(const std::string& kind, uint64_t see
 // than min_ratio times the smaller count (pairs outside the measurement noise).
 double pairwise_ranking_accuracy(const std::vector<double>& predicted, const std::vector<double>& actual,
                                  double min_ratio = 1.0);
+
+// The same over the pairs whose `groups` values are equal (say, measured in one batch);
+// nullopt when there is no such pair of different actual values.
+std::optional<double> pairwise_ranking_accuracy(const std::vector<double>& predicted,
+                                                const std::vector<double>& actual, double min_ratio,
+                                                const std::vector<int64_t>& groups);
 
 }  // namespace ktune::search
