@@ -7,6 +7,7 @@
 // Usage:
 //   baselines [--lib onednn|openblas|all] [--threads T] [--quick] [--groups G,G,...]
 //             [--only ID,ID,...] [--min-group-ms MS] [--repeat R] [--no-check]
+//   baselines --only ID --versus KERNEL.so KERNEL.h [--rounds R] [--threads T] [--lib ...]
 //   baselines --list [--quick] [--groups ...] [--only ...]
 //   baselines --openblas-core      (the kernels OpenBLAS picked for this CPU)
 //
@@ -31,6 +32,7 @@
 // OpenMP's default (spinning) and with OMP_WAIT_POLICY=passive when using several threads.
 
 #include <cblas.h>
+#include <dlfcn.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -39,6 +41,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <memory>
+#include <regex>
+#include <stdexcept>
+#include <thread>
 #include <functional>
 #include <random>
 #include <set>
@@ -337,6 +344,21 @@ struct Result {
   Check check;
 };
 
+// A baseline (or ktune's kernel) set up and run once, ready to be timed: run() computes the
+// workload on buffers that State keeps alive.
+struct State {
+  std::vector<std::vector<float>> f;
+  std::vector<void*> ptrs;
+  dnnl::primitive prim;
+  std::unordered_map<int, memory> args;
+};
+
+struct Prepared {
+  Result r;
+  std::function<void()> run;
+  bool checked = true;
+};
+
 struct Dnnl {
   dnnl::engine eng{dnnl::engine::kind::cpu, 0};
   dnnl::stream strm{eng};
@@ -351,39 +373,45 @@ struct Dnnl {
 
   // matmul: B plain row-major (variant "plain") or B in the layout oneDNN picks for weights,
   // reordered once outside the timed loop ("packed").
-  Result matmul(const Workload& w, bool packed) {
-    auto A = random_vec(w.M * w.K, 1), B = random_vec(w.K * w.N, 2);
-    std::vector<float> C(w.M * w.N, NAN);
+  Prepared matmul(const Workload& w, bool packed) {
+    auto st = std::make_shared<State>();
+    st->f = {random_vec(w.M * w.K, 1), random_vec(w.K * w.N, 2),
+             std::vector<float>(w.M * w.N, NAN)};
+    auto& A = st->f[0];
+    auto& B = st->f[1];
+    auto& C = st->f[2];
     memory::desc a_md({w.M, w.K}, dt::f32, tag::ab), b_plain({w.K, w.N}, dt::f32, tag::ab),
         c_md({w.M, w.N}, dt::f32, tag::ab);
     memory::desc b_md = packed ? memory::desc({w.K, w.N}, dt::f32, tag::any) : b_plain;
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), eng);
     memory a_mem(a_md, eng, A.data()), b_user(b_plain, eng, B.data()), c_mem(c_md, eng, C.data());
     memory b_mem = to_layout(b_user, pd.weights_desc());
-    dnnl::matmul prim(pd);
-    std::unordered_map<int, memory> args{
-        {DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}};
-    auto run = [&] {
-      prim.execute(strm, args);
+    st->prim = dnnl::matmul(pd);
+    st->args = {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}};
+    Prepared p;
+    p.run = [st, this] {
+      st->prim.execute(strm, st->args);
       strm.wait();
     };
-    run();
-    Result r;
-    r.lib = "onednn", r.variant = packed ? "packed" : "plain", r.impl = pd.impl_info_str();
-    r.layout = "B:" + layout_of(pd.weights_desc());
-    r.check = check_matmul(w, A.data(), B.data(), C.data());
-    r.t = time_it(run);
-    return r;
+    p.run();
+    p.r.lib = "onednn", p.r.variant = packed ? "packed" : "plain", p.r.impl = pd.impl_info_str();
+    p.r.layout = "B:" + layout_of(pd.weights_desc());
+    p.r.check = check_matmul(w, A.data(), B.data(), C.data());
+    return p;
   }
 
   // conv2d / depthwise: formats "any" (oneDNN picks blocked layouts; src and weights are
   // reordered to them once, dst is reordered back to NCHW after timing) or plain NCHW/OIHW.
-  Result conv(const Workload& w, bool any) {
+  Prepared conv(const Workload& w, bool any) {
     bool dw = w.kind == Kind::Depthwise;
     long Kout = dw ? w.C : w.K;
-    auto I = random_vec(w.C * w.H * w.W, 3);
-    auto Wt = random_vec(dw ? w.C * w.R * w.S : w.K * w.C * w.R * w.S, 4);
-    std::vector<float> O(Kout * w.P() * w.Q(), NAN);
+    auto st = std::make_shared<State>();
+    st->f = {random_vec(w.C * w.H * w.W, 3),
+             random_vec(dw ? w.C * w.R * w.S : w.K * w.C * w.R * w.S, 4),
+             std::vector<float>(Kout * w.P() * w.Q(), NAN)};
+    auto& I = st->f[0];
+    auto& Wt = st->f[1];
+    auto& O = st->f[2];
     memory::dims src_d{1, w.C, w.H, w.W}, dst_d{1, Kout, w.P(), w.Q()};
     memory::dims wei_d = dw ? memory::dims{w.C, 1, 1, w.R, w.S} : memory::dims{w.K, w.C, w.R, w.S};
     tag wei_plain_tag = dw ? tag::goihw : tag::oihw;
@@ -402,42 +430,96 @@ struct Dnnl {
     memory src_mem = to_layout(src_user, pd.src_desc());
     memory wei_mem = to_layout(wei_user, pd.weights_desc());
     memory dst_mem = pd.dst_desc() == dst_plain ? dst_user : memory(pd.dst_desc(), eng);
-    dnnl::convolution_forward prim(pd);
-    std::unordered_map<int, memory> args{
-        {DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, wei_mem}, {DNNL_ARG_DST, dst_mem}};
-    auto run = [&] {
-      prim.execute(strm, args);
+    st->prim = dnnl::convolution_forward(pd);
+    st->args = {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, wei_mem}, {DNNL_ARG_DST, dst_mem}};
+    Prepared p;
+    p.run = [st, this] {
+      st->prim.execute(strm, st->args);
       strm.wait();
     };
-    run();
+    p.run();
     if (dst_mem.get() != dst_user.get()) {
       dnnl::reorder(dst_mem, dst_user).execute(strm, dst_mem, dst_user);
       strm.wait();
     }
-    Result r;
-    r.lib = "onednn", r.variant = any ? "any" : "nchw", r.impl = pd.impl_info_str();
-    r.layout = "src:" + layout_of(pd.src_desc()) + " wei:" + layout_of(pd.weights_desc()) +
-               " dst:" + layout_of(pd.dst_desc());
-    r.check = check_conv(w, I.data(), Wt.data(), O.data());
-    r.t = time_it(run);
-    return r;
+    p.r.lib = "onednn", p.r.variant = any ? "any" : "nchw", p.r.impl = pd.impl_info_str();
+    p.r.layout = "src:" + layout_of(pd.src_desc()) + " wei:" + layout_of(pd.weights_desc()) +
+                 " dst:" + layout_of(pd.dst_desc());
+    p.r.check = check_conv(w, I.data(), Wt.data(), O.data());
+    return p;
   }
 };
 
-Result openblas_sgemm(const Workload& w) {
-  auto A = random_vec(w.M * w.K, 1), B = random_vec(w.K * w.N, 2);
-  std::vector<float> C(w.M * w.N, NAN);
-  auto run = [&] {
+Prepared openblas_sgemm(const Workload& w) {
+  auto st = std::make_shared<State>();
+  st->f = {random_vec(w.M * w.K, 1), random_vec(w.K * w.N, 2), std::vector<float>(w.M * w.N, NAN)};
+  Prepared p;
+  p.run = [st, w] {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(w.M), int(w.N), int(w.K), 1.f,
-                A.data(), int(w.K), B.data(), int(w.N), 0.f, C.data(), int(w.N));
+                st->f[0].data(), int(w.K), st->f[1].data(), int(w.N), 0.f, st->f[2].data(),
+                int(w.N));
   };
-  run();
-  Result r;
-  r.lib = "openblas", r.variant = "sgemm", r.impl = std::string(openblas_get_corename()) + " kernels; " + openblas_get_config();
-  r.layout = "row-major";
-  r.check = check_matmul(w, A.data(), B.data(), C.data());
-  r.t = time_it(run);
-  return r;
+  p.run();
+  p.r.lib = "openblas", p.r.variant = "sgemm";
+  p.r.impl = std::string(openblas_get_corename()) + " kernels; " + openblas_get_config();
+  p.r.layout = "row-major";
+  p.r.check = check_matmul(w, st->f[0].data(), st->f[1].data(), st->f[2].data());
+  return p;
+}
+
+// The kernel ktune exported for a workload (`ktune replay SCHEDULE --emit obj`), linked into
+// a shared library with its ktune_parallel_for.c built with -fopenmp, so that it runs on the
+// same OpenMP threads as oneDNN. The arguments come from the kernel's header: one comment
+// line per argument ("NAME input|output float[..]..  (N elements)"), inputs first.
+Prepared ktune_kernel_from(const Workload& w, const std::string& so, const std::string& header,
+                           int threads) {
+  std::ifstream h(header);
+  if (!h) throw std::runtime_error("cannot read " + header);
+  std::regex arg_line(R"(^\s*\*\s+(\w+)\s+(input|output)(?: \(\w+\))?\s+float\[.*\((\d+) elements\))");
+  std::regex elements_line(R"(^#define\s+\w+_ELEMENTS\s+\d+)");
+  size_t defines = 0;
+  std::regex sym_line(R"(^void\s+(\w+_args)\(void\*\*\s*args\);)");
+  auto st = std::make_shared<State>();
+  std::vector<std::string> roles;
+  std::string symbol, line;
+  unsigned seed = 21;
+  while (std::getline(h, line)) {
+    std::smatch m;
+    if (std::regex_search(line, m, arg_line)) {
+      long n = std::stol(m[3]);
+      roles.push_back(m[2]);
+      st->f.push_back(m[2] == "input" ? random_vec(n, seed++) : std::vector<float>(n, NAN));
+    } else if (std::regex_search(line, m, sym_line)) {
+      symbol = m[1];
+    } else if (std::regex_search(line, elements_line)) {
+      ++defines;
+    }
+  }
+  if (defines != st->f.size())
+    throw std::runtime_error(header + ": read " + std::to_string(st->f.size()) +
+                             " float arguments but the header defines " +
+                             std::to_string(defines) + " (an argument of another type?)");
+  if (symbol.empty() || st->f.empty())
+    throw std::runtime_error(header + ": no kernel symbol or no float arguments found");
+  void* lib = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!lib) throw std::runtime_error(std::string("dlopen: ") + dlerror());
+  auto fn = reinterpret_cast<void (*)(void**)>(dlsym(lib, symbol.c_str()));
+  auto set_threads = reinterpret_cast<void (*)(int)>(dlsym(lib, "ktune_set_num_threads"));
+  if (!fn || !set_threads) throw std::runtime_error(so + ": no " + symbol + " or ktune_set_num_threads");
+  set_threads(threads);
+  for (auto& v : st->f) st->ptrs.push_back(v.data());
+  Prepared p;
+  p.run = [st, fn] { fn(st->ptrs.data()); };
+  p.run();
+  p.r.lib = "ktune", p.r.variant = "exported", p.r.impl = symbol, p.r.layout = "";
+  // matmul's arguments are A, B, C row-major as the check expects; other kernels use other
+  // layouts (ktune checked them against its reference when it measured them).
+  if (w.kind == Kind::Matmul && st->f.size() == 3 && roles[2] == "output" &&
+      st->f[0].size() == size_t(w.M * w.K) && st->f[1].size() == size_t(w.K * w.N)) {
+    p.r.check = check_matmul(w, st->f[0].data(), st->f[1].data(), st->f[2].data());
+    p.checked = true;
+  }
+  return p;
 }
 
 std::string json_escape(const std::string& s) {
@@ -460,11 +542,82 @@ std::set<std::string> split_csv(const std::string& s) {
   return out;
 }
 
+// --versus: ktune's exported kernel and the baselines of one workload, timed in turns in this
+// process. Each round times every contender once with the protocol of time_once (warm-up,
+// groups of >= 10 ms, median), in an order that reverses from one round to the next (ABBA),
+// with a pause before each so that the previous library's threads have gone to sleep. The
+// ratio of a round is the fastest baseline's time over ktune's (> 1: ktune is faster); the
+// summary is the median of the rounds' ratios. Drifts of the machine's speed over seconds
+// hit both sides of a round alike, which best-of-N timings taken minutes apart do not.
+int run_versus(const Workload& w, Dnnl& dnnl_ctx, const std::string& so, const std::string& header,
+               int threads, int rounds, bool use_dnnl, bool use_blas, bool check) {
+  std::vector<Prepared> cs;
+  if (w.kind == Kind::Matmul) {
+    if (use_dnnl) cs.push_back(dnnl_ctx.matmul(w, false));
+    if (use_dnnl) cs.push_back(dnnl_ctx.matmul(w, true));
+    if (use_blas) cs.push_back(openblas_sgemm(w));
+  } else if (use_dnnl) {
+    cs.push_back(dnnl_ctx.conv(w, true));
+  }
+  cs.push_back(ktune_kernel_from(w, so, header, threads));
+  const size_t n = cs.size(), kt = n - 1;
+  int failures = 0;
+  for (auto& c : cs)
+    if (check && c.checked && !c.r.check.ok()) {
+      std::fprintf(stderr, "baselines: %s: %s %s: WRONG ANSWER (max relative error %.3g)\n",
+                   w.id.c_str(), c.r.lib.c_str(), c.r.variant.c_str(), c.r.check.max_rel);
+      ++failures;
+    }
+  std::vector<std::vector<double>> ms(n);
+  std::vector<double> ratios;
+  for (int r = 0; r < rounds; ++r) {
+    std::vector<double> t(n);
+    for (size_t j = 0; j < n; ++j) {
+      size_t i = r % 2 ? n - 1 - j : j;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      t[i] = time_once(cs[i].run).median_ms;
+      ms[i].push_back(t[i]);
+    }
+    double best_base = *std::min_element(t.begin(), t.begin() + kt);
+    ratios.push_back(best_base / t[kt]);
+    std::fprintf(stderr, "%s round %d/%d: ktune %.4f ms, best baseline %.4f ms, ratio %.3f\n",
+                 w.id.c_str(), r + 1, rounds, t[kt], best_base, ratios.back());
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    size_t m = v.size();
+    return m % 2 ? v[m / 2] : 0.5 * (v[m / 2 - 1] + v[m / 2]);
+  };
+  double geo = 0;
+  for (double x : ratios) geo += std::log(x);
+  geo = std::exp(geo / ratios.size());
+  std::printf("{\"workload\":\"%s\",\"group\":\"%s\",\"kernel\":\"%s\",\"params\":%s,"
+              "\"threads\":%d,\"rounds\":%d,\"ratio_median\":%.4g,\"ratio_geomean\":%.4g,"
+              "\"ktune_symbol\":\"%s\",\"ktune_checked\":%s,\"times_ms\":{",
+              w.id.c_str(), w.group.c_str(), w.ktune_kernel().c_str(), w.params_json().c_str(),
+              threads, rounds, median(ratios), geo, cs[kt].r.impl.c_str(),
+              cs[kt].checked ? "true" : "false");
+  for (size_t i = 0; i < n; ++i) {
+    std::printf("%s\"%s %s\":[", i ? "," : "", cs[i].r.lib.c_str(), cs[i].r.variant.c_str());
+    for (size_t k = 0; k < ms[i].size(); ++k) std::printf("%s%.6g", k ? "," : "", ms[i][k]);
+    std::printf("]");
+  }
+  std::printf("},\"ratios\":[");
+  for (size_t k = 0; k < ratios.size(); ++k) std::printf("%s%.4g", k ? "," : "", ratios[k]);
+  std::printf("],\"ok\":%s}\n", failures ? "false" : "true");
+  std::fflush(stdout);
+  std::fprintf(stderr, "%-28s ktune/best baseline, %d rounds side by side: median %.3f (geomean %.3f)", w.id.c_str(), rounds, median(ratios), geo);
+  for (size_t i = 0; i < n; ++i)
+    std::fprintf(stderr, "; %s %s median %.4f ms", cs[i].r.lib.c_str(), cs[i].r.variant.c_str(), median(ms[i]));
+  std::fprintf(stderr, "\n");
+  return failures;
+}
+
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "baselines: %s\nusage: baselines [--lib onednn|openblas|all] [--threads T] "
                "[--quick] [--groups matmul,resnet18_conv,mobilenet_dw] [--only ID,...] "
-               "[--min-group-ms MS] [--repeat R] [--no-check] | --list [--quick] [--groups ...] [--only ...]\n",
+               "[--min-group-ms MS] [--repeat R] [--no-check] [--versus SO HEADER [--rounds R]] | --list [--quick] [--groups ...] [--only ...]\n",
                msg);
   std::exit(2);
 }
@@ -476,6 +629,8 @@ int main(int argc, char** argv) {
   int threads = 1;
   bool quick = false, list = false, check = true;
   std::set<std::string> groups, only;
+  std::string versus_so, versus_header;
+  int rounds = 12;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -495,6 +650,8 @@ int main(int argc, char** argv) {
     else if (a == "--only") only = split_csv(value());
     else if (a == "--min-group-ms") g_min_group_ms = std::atof(value().c_str());
     else if (a == "--repeat") g_repeat = std::atoi(value().c_str());
+    else if (a == "--versus") versus_so = value(), versus_header = value();
+    else if (a == "--rounds") rounds = std::atoi(value().c_str());
     else if (a == "-h" || a == "--help") usage("help");
     else usage(("unknown argument " + a).c_str());
   }
@@ -524,16 +681,31 @@ int main(int argc, char** argv) {
 
   Dnnl dnnl_ctx;
   int failures = 0;
+  if (!versus_so.empty()) {
+    if (work.size() != 1) usage("--versus needs exactly one workload (--only ID)");
+    if (rounds < 1) usage("--rounds must be >= 1");
+    try {
+      return run_versus(work[0], dnnl_ctx, versus_so, versus_header, threads, rounds, use_dnnl,
+                        use_blas, check) ? 1 : 0;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "baselines: %s: %s\n", work[0].id.c_str(), e.what());
+      return 1;
+    }
+  }
   for (auto& w : work) {
     std::vector<Result> rs;
+    auto timed = [](Prepared p) {
+      p.r.t = time_it(p.run);
+      return p.r;
+    };
     try {
       if (w.kind == Kind::Matmul) {
-        if (use_dnnl) rs.push_back(dnnl_ctx.matmul(w, false));
-        if (use_dnnl) rs.push_back(dnnl_ctx.matmul(w, true));
-        if (use_blas) rs.push_back(openblas_sgemm(w));
+        if (use_dnnl) rs.push_back(timed(dnnl_ctx.matmul(w, false)));
+        if (use_dnnl) rs.push_back(timed(dnnl_ctx.matmul(w, true)));
+        if (use_blas) rs.push_back(timed(openblas_sgemm(w)));
       } else if (use_dnnl) {
-        rs.push_back(dnnl_ctx.conv(w, true));
-        rs.push_back(dnnl_ctx.conv(w, false));
+        rs.push_back(timed(dnnl_ctx.conv(w, true)));
+        rs.push_back(timed(dnnl_ctx.conv(w, false)));
       }
     } catch (const dnnl::error& e) {
       std::fprintf(stderr, "baselines: %s: oneDNN error: %s (status %d)\n", w.id.c_str(),

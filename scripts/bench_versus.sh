@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# ktune's tuned kernels against oneDNN, side by side in one process: the fairest speed
+# comparison this machine allows. bench_cpu.sh times the baselines and ktune's kernels in
+# separate processes, seconds to minutes apart, and this shared machine's speed drifts by
+# tens of percent over such spans (its memory system is shared with other tenants); here
+# each schedule is exported (`ktune replay SCHEDULE --emit obj`), linked into a shared
+# library on OpenMP threads, and loaded by the baselines program (scripts/bench/baselines.cpp,
+# --versus), which times ktune's kernel and oneDNN's primitives (matmul: plain and pre-packed
+# B; conv2d: format `any`) in alternating rounds, ABBA, and reports per workload the median
+# over the rounds of (fastest oneDNN time / ktune time): above 1, ktune is faster.
+# OpenBLAS is left out: its own thread pool and OpenMP's fight over the cores in one process
+# (bench_cpu.sh measures it alone).
+#
+# Usage: scripts/bench_versus.sh [--schedules DIR] [--log LOG]... [--threads T] [--rounds R]
+#                                [--only ID,ID] [--out DIR]
+#   --schedules DIR   schedule files DIR/*.json ({"kernel","params","steps"}); each one that
+#                     computes a workload of the CPU benchmark is compared, the others skipped
+#   --log LOG         a tuning log (e.g. bench_cpu.sh's ktune-*.jsonl): the best valid record
+#                     of each workload in it, as a schedule file (may repeat)
+#   --threads T       threads for both sides (default: nproc)
+#   --rounds R        rounds per workload (default 12); a round of matmul 512^3 lasts ~1 s
+#   --only ID,ID      only these workloads
+#   --out DIR         results (default build/bench/versus-DATE): versus.jsonl (one line per
+#                     workload, all rounds' times), versus.txt (the table), exported kernels
+# Environment: KTUNE (default build/ktune), BENCH_DIR (where the baselines program is built,
+# default build/bench), CC (default cc), CXX (default g++).
+set -euo pipefail
+
+main() {
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ktune="${KTUNE:-$root/build/ktune}"
+schedules=""
+logs=()
+threads="$(nproc)"
+rounds=12
+only=""
+out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --schedules) schedules="$2"; shift 2 ;;
+    --log) logs+=("$2"); shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
+    --only) only="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    -h|--help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench_versus.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ -n "$schedules" ] || [ ${#logs[@]} -gt 0 ] || { echo "bench_versus.sh: give --schedules DIR or --log LOG" >&2; exit 2; }
+[ -z "$schedules" ] || [ -d "$schedules" ] || { echo "bench_versus.sh: no directory '$schedules'" >&2; exit 2; }
+for l in "${logs[@]}"; do [ -f "$l" ] || { echo "bench_versus.sh: no log '$l'" >&2; exit 2; }; done
+[[ "$threads" =~ ^[1-9][0-9]*$ ]] || { echo "bench_versus.sh: --threads must be a positive integer" >&2; exit 2; }
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "bench_versus.sh: --rounds must be a positive integer" >&2; exit 2; }
+[ -x "$ktune" ] || { echo "bench_versus.sh: no ktune at $ktune (build it, or set KTUNE)" >&2; exit 2; }
+bench_dir="${BENCH_DIR:-$root/build/bench}"
+out="${out:-$bench_dir/versus-$(date +%Y%m%d-%H%M%S)}"
+mkdir -p "$out"
+[ -z "$(ls -A "$out")" ] || { echo "bench_versus.sh: --out $out is not empty" >&2; exit 2; }
+
+baselines="$bench_dir/baselines"
+src="$root/scripts/bench/baselines.cpp"
+if [ ! -x "$baselines" ] || [ "$src" -nt "$baselines" ]; then
+  echo "bench_versus.sh: building $baselines" >&2
+  "${CXX:-g++}" -std=c++20 -O3 -march=native -fopenmp -o "$baselines" "$src" -ldnnl -lopenblas
+fi
+
+list_args=()
+[ -n "$only" ] && list_args+=(--only "$only")
+"$baselines" --list "${list_args[@]}" > "$out/workloads.tsv"
+# Every schedule to compare, in $out/schedules: the given files, and each log's best records.
+mkdir -p "$out/schedules"
+[ -z "$schedules" ] || cp "$schedules"/*.json "$out/schedules/" 2>/dev/null || true
+if [ ${#logs[@]} -gt 0 ]; then
+  python3 - "$out/schedules" "${logs[@]}" <<'EOF' || exit 2
+import hashlib, json, sys
+dest, best = sys.argv[1], {}
+for log in sys.argv[2:]:
+    bad = 0
+    for line in open(log):
+        try:
+            r = json.loads(line)
+            res, wl = r["result"], r["workload"]
+            key = json.dumps([wl["kernel"], wl["params"], r.get("target", {}).get("name")], sort_keys=True)
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+            continue
+        if res.get("error") or not res.get("median_ms"):
+            continue
+        if key not in best or res["median_ms"] < best[key]["result"]["median_ms"]:
+            best[key] = r
+    if bad:
+        print(f"bench_versus.sh: {log}: {bad} unreadable line(s) skipped", file=sys.stderr)
+for key, r in best.items():
+    name = r["workload"]["kernel"] + "-" + hashlib.sha1(key.encode()).hexdigest()[:8]
+    with open(f"{dest}/{name}.json", "w") as f:
+        json.dump({"kernel": r["workload"]["kernel"], "params": r["workload"]["params"], "steps": r["steps"]}, f)
+EOF
+fi
+ls "$out/schedules"/*.json > /dev/null 2>&1 || { echo "bench_versus.sh: no schedule to compare" >&2; exit 2; }
+python3 "$root/scripts/bench/report_cpu.py" --workloads "$out/workloads.tsv" \
+  --match-schedules "$out/schedules"/*.json > "$out/schedules.tsv"
+
+export OMP_NUM_THREADS="$threads"
+failures=0
+while IFS=$'\t' read -r id f; do
+  if [ "$id" = - ]; then
+    echo "bench_versus.sh: $(basename "$f") computes none of the selected workloads; skipped" >&2
+    continue
+  fi
+  d="$out/kernels/$id"
+  mkdir -p "$d"
+  if ! "$ktune" replay "$f" --emit obj --out "$d" > "$d/export.log" 2>&1; then
+    echo "bench_versus.sh: $id: ktune replay --emit obj failed (see $d/export.log)" >&2
+    failures=$((failures + 1)); continue
+  fi
+  "${CC:-cc}" -O2 -fopenmp -fPIC -shared -o "$d/kernel.so" "$d"/*.o "$d/ktune_parallel_for.c"
+  header=$(ls "$d"/*.h | head -1)
+  echo "bench_versus.sh: $id ($(basename "$f")), $rounds rounds, $threads thread(s)" >&2
+  if ! "$baselines" --lib onednn --only "$id" --threads "$threads" --rounds "$rounds" \
+      --versus "$d/kernel.so" "$header" >> "$out/versus.jsonl" 2>> "$out/rounds.txt"; then
+    echo "bench_versus.sh: $id: comparison failed (see $out/rounds.txt)" >&2
+    failures=$((failures + 1))
+  fi
+  tail -1 "$out/rounds.txt" >&2
+done < "$out/schedules.tsv"
+
+[ -s "$out/versus.jsonl" ] || { echo "bench_versus.sh: nothing compared" >&2; exit 1; }
+python3 - "$out/versus.jsonl" <<'EOF' | tee "$out/versus.txt"
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(f"{'workload':30} {'rounds':>6} {'ktune ms':>9} {'oneDNN ms':>9} {'median ratio':>12}  ratios by round")
+groups = {}
+for r in rows:
+    t = r["times_ms"]
+    med = lambda v: sorted(v)[len(v) // 2] if len(v) % 2 else 0.5 * (sorted(v)[len(v) // 2 - 1] + sorted(v)[len(v) // 2])
+    kt = med(t["ktune exported"])
+    base = min(med(v) for k, v in t.items() if k != "ktune exported")
+    print(f"{r['workload']:30} {r['rounds']:>6} {kt:9.4f} {base:9.4f} {r['ratio_median']:12.3f}  "
+          + " ".join(f"{x:.2f}" for x in r["ratios"]) + ("" if r["ok"] else "  WRONG ANSWER"))
+    groups.setdefault(r["group"], []).append(r["ratio_median"])
+for g, v in groups.items():
+    print(f"geomean {g}: {math.exp(sum(map(math.log, v)) / len(v)):.3f} over {len(v)} workload(s) "
+          "(ktune / fastest oneDNN, median of side-by-side rounds)")
+EOF
+[ "$failures" = 0 ] || { echo "bench_versus.sh: $failures workload(s) failed" >&2; exit 1; }
+}
+main "$@"
