@@ -108,7 +108,8 @@ while IFS=$'\t' read -r id f; do
     echo "bench_versus.sh: $(basename "$f") computes none of the selected workloads; skipped" >&2
     continue
   fi
-  d="$out/kernels/$id"
+  name=$(basename "$f" .json)
+  d="$out/kernels/$name"
   mkdir -p "$d"
   if ! "$ktune" replay "$f" --emit obj --out "$d" > "$d/export.log" 2>&1; then
     echo "bench_versus.sh: $id: ktune replay --emit obj failed (see $d/export.log)" >&2
@@ -117,11 +118,13 @@ while IFS=$'\t' read -r id f; do
   "${CC:-cc}" -O2 -fopenmp -fPIC -shared -o "$d/kernel.so" "$d"/*.o "$d/ktune_parallel_for.c"
   header=$(ls "$d"/*.h | head -1)
   echo "bench_versus.sh: $id ($(basename "$f")), $rounds rounds, $threads thread(s)" >&2
-  if ! "$baselines" --lib onednn --only "$id" --threads "$threads" --rounds "$rounds" \
-      --versus "$d/kernel.so" "$header" >> "$out/versus.jsonl" 2>> "$out/rounds.txt"; then
+  if ! res=$("$baselines" --lib onednn --only "$id" --threads "$threads" --rounds "$rounds" \
+      --versus "$d/kernel.so" "$header" 2>> "$out/rounds.txt"); then
     echo "bench_versus.sh: $id: comparison failed (see $out/rounds.txt)" >&2
     failures=$((failures + 1))
   fi
+  [ -z "$res" ] || python3 -c 'import json, sys
+r = json.loads(sys.argv[1]); r["schedule"] = sys.argv[2]; print(json.dumps(r))' "$res" "$name" >> "$out/versus.jsonl"
   tail -1 "$out/rounds.txt" >&2
 done < "$out/schedules.tsv"
 
@@ -129,14 +132,14 @@ done < "$out/schedules.tsv"
 python3 - "$out/versus.jsonl" <<'EOF' | tee "$out/versus.txt"
 import json, math, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print(f"{'workload':30} {'rounds':>6} {'ktune ms':>9} {'oneDNN ms':>9} {'median ratio':>12}  ratios by round")
+print(f"{'workload':30} {'schedule':24} {'rounds':>6} {'ktune ms':>9} {'oneDNN ms':>9} {'median ratio':>12}  ratios by round")
 groups = {}
 for r in rows:
     t = r["times_ms"]
     med = lambda v: sorted(v)[len(v) // 2] if len(v) % 2 else 0.5 * (sorted(v)[len(v) // 2 - 1] + sorted(v)[len(v) // 2])
     kt = med(t["ktune exported"])
     base = min(med(v) for k, v in t.items() if k != "ktune exported")
-    print(f"{r['workload']:30} {r['rounds']:>6} {kt:9.4f} {base:9.4f} {r['ratio_median']:12.3f}  "
+    print(f"{r['workload']:30} {r['schedule'][:24]:24} {r['rounds']:>6} {kt:9.4f} {base:9.4f} {r['ratio_median']:12.3f}  "
           + " ".join(f"{x:.2f}" for x in r["ratios"]) + ("" if r["ok"] else "  WRONG ANSWER"))
     groups.setdefault(r["group"], []).append(r["ratio_median"])
 for g, v in groups.items():

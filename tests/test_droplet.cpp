@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -537,4 +538,66 @@ TEST_CASE("droplet confirms moves by interleaved re-measurement, so drift cannot
                                                            << slowing_stale.final_objective << " (stored) vs "
                                                            << slowing.final_objective << " (confirmed), start "
                                                            << objective(start));
+}
+
+namespace {
+
+// The innermost lengths of the j and i splits of a plain-tiled matmul (splits k, j, i).
+std::pair<int64_t, int64_t> inner_tile(const schedule::State& st) {
+  const auto sps = splits(st);
+  return {sps[2].lengths.back(), sps[1].lengths.back()};  // i, j
+}
+
+// Runs a DropletPolicy on an exact objective (one timing per point, so the means decide)
+// until it converges; returns the final centre.
+schedule::State descend_exact(const schedule::State& start, const std::function<double(const schedule::State&)>& f,
+                              search::DropletOptions opt) {
+  const target::Target t = target::host_target();
+  DropletPolicy policy(start.dag_ptr(), t, start, {f(start)}, 7, opt);
+  const std::unordered_set<std::string> nothing;
+  for (int round = 0; round < 500; ++round) {
+    const std::vector<schedule::State> batch = policy.propose(16, nothing);
+    if (batch.empty()) break;
+    std::vector<search::MeasureResult> results;
+    for (const schedule::State& st : batch) results.push_back(fake_result({f(st)}));
+    policy.observe(batch, results);
+  }
+  CHECK(policy.converged());
+  return policy.centre();
+}
+
+}  // namespace
+
+TEST_CASE("droplet reshapes the register tile when each half of the move alone is slower", "[droplet]") {
+  // An objective of the innermost i and j lengths only: best with as many accumulators as
+  // the start (i x j fixed) and half its rows. Every single move is slower or no faster, and
+  // so is every pair of the fastest single moves; only the reshape move (i / 2, j x 2)
+  // reaches the optimum.
+  const target::Target t = target::host_target();
+  int tried = 0;
+  for (uint64_t seed = 1; seed < 400 && tried < 3; ++seed) {
+    const schedule::State start = synthetic_start(seed);
+    const auto [i0, j0] = inner_tile(start);
+    const auto sps = splits(start);
+    const int64_t j_outer = 128 / product(sps[1].lengths) * sps[1].lengths[0] * sps[1].lengths[1];
+    if (i0 < 2 || i0 % 2 || j_outer % 2 || j0 * 2 > 64) continue;
+    ++tried;
+    INFO("seed " << seed << ", start:\n" << start.steps_text());
+    auto f = [i0 = i0, j0 = j0](const schedule::State& st) {
+      const auto [i, j] = inner_tile(st);
+      return 1 + 0.5 * std::abs(std::log2(double(i * j)) - std::log2(double(i0 * j0))) +
+             0.3 * std::abs(std::log2(double(i)) - std::log2(double(i0 / 2)));
+    };
+    REQUIRE(f(start) == Approx(1.3));
+    search::DropletOptions with, without;
+    without.reshape_moves = false;
+    const schedule::State a = descend_exact(start, f, with);
+    INFO("with reshape moves:\n" << a.steps_text());
+    CHECK(f(a) == Approx(1.0));
+    CHECK(inner_tile(a) == std::make_pair(i0 / 2, j0 * 2));
+    const schedule::State b = descend_exact(start, f, without);
+    INFO("without:\n" << b.steps_text());
+    CHECK(f(b) == Approx(1.3));
+  }
+  CHECK(tried == 3);
 }

@@ -259,10 +259,29 @@ Timing time_it(const std::function<void()>& run) {
 // ---------------------------------------------------------------------------------------
 // Data and checks
 
-std::vector<float> random_vec(size_t n, unsigned seed) {
+// Buffers aligned to 64 bytes (a cache line, one AVX-512 vector), as ktune's runtime and
+// oneDNN's own allocations are: glibc's malloc gives large blocks 16-byte alignment, which
+// would split every vector access of the first row across two cache lines.
+template <class T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <class U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) {
+    void* p = std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64);
+    if (!p) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  bool operator==(const Aligned64&) const { return true; }
+};
+using Floats = std::vector<float, Aligned64<float>>;
+
+Floats random_vec(size_t n, unsigned seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> d(-1.f, 1.f);
-  std::vector<float> v(n);
+  Floats v(n);
   for (auto& x : v) x = d(rng);
   return v;
 }
@@ -347,7 +366,7 @@ struct Result {
 // A baseline (or ktune's kernel) set up and run once, ready to be timed: run() computes the
 // workload on buffers that State keeps alive.
 struct State {
-  std::vector<std::vector<float>> f;
+  std::vector<Floats> f;
   std::vector<void*> ptrs;
   dnnl::primitive prim;
   std::unordered_map<int, memory> args;
@@ -376,7 +395,7 @@ struct Dnnl {
   Prepared matmul(const Workload& w, bool packed) {
     auto st = std::make_shared<State>();
     st->f = {random_vec(w.M * w.K, 1), random_vec(w.K * w.N, 2),
-             std::vector<float>(w.M * w.N, NAN)};
+             Floats(w.M * w.N, NAN)};
     auto& A = st->f[0];
     auto& B = st->f[1];
     auto& C = st->f[2];
@@ -408,7 +427,7 @@ struct Dnnl {
     auto st = std::make_shared<State>();
     st->f = {random_vec(w.C * w.H * w.W, 3),
              random_vec(dw ? w.C * w.R * w.S : w.K * w.C * w.R * w.S, 4),
-             std::vector<float>(Kout * w.P() * w.Q(), NAN)};
+             Floats(Kout * w.P() * w.Q(), NAN)};
     auto& I = st->f[0];
     auto& Wt = st->f[1];
     auto& O = st->f[2];
@@ -452,7 +471,7 @@ struct Dnnl {
 
 Prepared openblas_sgemm(const Workload& w) {
   auto st = std::make_shared<State>();
-  st->f = {random_vec(w.M * w.K, 1), random_vec(w.K * w.N, 2), std::vector<float>(w.M * w.N, NAN)};
+  st->f = {random_vec(w.M * w.K, 1), random_vec(w.K * w.N, 2), Floats(w.M * w.N, NAN)};
   Prepared p;
   p.run = [st, w] {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(w.M), int(w.N), int(w.K), 1.f,
@@ -488,7 +507,7 @@ Prepared ktune_kernel_from(const Workload& w, const std::string& so, const std::
     if (std::regex_search(line, m, arg_line)) {
       long n = std::stol(m[3]);
       roles.push_back(m[2]);
-      st->f.push_back(m[2] == "input" ? random_vec(n, seed++) : std::vector<float>(n, NAN));
+      st->f.push_back(m[2] == "input" ? random_vec(n, seed++) : Floats(n, NAN));
     } else if (std::regex_search(line, m, sym_line)) {
       symbol = m[1];
     } else if (std::regex_search(line, elements_line)) {

@@ -45,6 +45,10 @@ struct Coord {
   int step = -1;
   int64_t extent = 0;
   int outer = 0, inner = 0;
+  // Split: whether `inner` is the innermost level, and the split's loop is spatial; the
+  // nearest level outside the innermost one with a factor > 1 (-1: none).
+  bool innermost = false, spatial = false;
+  int nearest_outer = -1;
   std::string loop;
   bool fused = false;
   int stage = -1;  // Unroll: the stage (final index); Parallel: the stage at the annotate step
@@ -70,9 +74,12 @@ std::vector<int64_t> split_levels(int64_t extent, const std::vector<int64_t>& le
 }
 
 void add_split_coords(const SplitStep& sp, int step, int64_t extent, const std::string& loop, bool vectorized,
-                      std::vector<Coord>& out) {
+                      bool spatial, std::vector<Coord>& out) {
   const std::vector<int64_t> f = split_levels(extent, sp.lengths);
   const int levels = int(f.size());
+  int nearest_outer = -1;
+  for (int a = levels - 2; a >= 0 && nearest_outer < 0; --a)
+    if (f[a] > 1) nearest_outer = a;
   for (int a = 0; a < levels; ++a) {
     if (f[a] == 0) continue;
     for (int b = a + 1; b < levels; ++b) {
@@ -86,6 +93,9 @@ void add_split_coords(const SplitStep& sp, int step, int64_t extent, const std::
       c.outer = a;
       c.inner = b;
       c.loop = loop;
+      c.innermost = b == levels - 1;
+      c.spatial = spatial;
+      c.nearest_outer = nearest_outer;
       if (c.values.size() >= 2) out.push_back(std::move(c));
     }
   }
@@ -158,7 +168,7 @@ std::vector<Coord> coordinates(const State& state, const target::Target& t) {
       const int fs = state.stage_index(stage_name);
       const bool vectorized = fs >= 0 && last_id < int(state.stage(fs).iters.size()) &&
                               state.stage(fs).iters[last_id].annotation == Annotation::Vectorize;
-      add_split_coords(*sp, i, it.extent, stage_name + " " + it.name, vectorized, out);
+      add_split_coords(*sp, i, it.extent, stage_name + " " + it.name, vectorized, it.kind == IterKind::Spatial, out);
       continue;
     }
     if (const auto* an = std::get_if<AnnotateStep>(&steps[i].v);
@@ -499,8 +509,33 @@ struct DropletPolicy::Impl {
         if (a.coord != b.coord) moves.push_back({singles[i].second + singles[j].second, {a, b}});
       }
     std::stable_sort(moves.begin(), moves.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+    if (radius == 1 && opt.reshape_moves)
+      for (Move& mv : reshape_moves()) queue.push_back(std::move(mv));
     for (auto& mv : moves) queue.push_back(std::move(mv.second));
     debug(2) << "droplet: radius " << radius << ", " << queue.size() << " pair moves\n";
+  }
+
+  // Moves that reshape the innermost tile of two spatial loops of one stage (the register
+  // tile: rows x columns of accumulators): one split's innermost level gives up a factor to
+  // the next level out while the other's takes one from the nearest outer level that has
+  // one. Each half alone usually makes the tile too small or too big for the registers, so
+  // both single moves are slow and the pairs of the fastest single moves never contain this
+  // one; yet a 4 x 64 tile can beat an 8 x 32 one by 20% (fewer broadcast rows, wider
+  // vector loads). One move per ordered pair of such splits.
+  std::vector<Move> reshape_moves() const {
+    std::vector<Move> out;
+    for (const Coord& a : coords) {
+      if (a.kind != CoordKind::Split || !a.innermost || !a.spatial || a.outer != a.inner - 1 || a.index < 1)
+        continue;
+      for (const Coord& b : coords) {
+        if (b.kind != CoordKind::Split || !b.innermost || !b.spatial || b.step == a.step ||
+            b.outer != b.nearest_outer || b.index + 1 >= int(b.values.size()))
+          continue;
+        if (a.loop.substr(0, a.loop.find(' ')) != b.loop.substr(0, b.loop.find(' '))) continue;  // one stage
+        out.push_back({{a.name, -1}, {b.name, +1}});
+      }
+    }
+    return out;
   }
 
   // The next round of this neighbourhood, or the next radius.

@@ -28,7 +28,10 @@
 // coordinate r values down and r values up, where that value exists; in an order shuffled by
 // the seed, so that a short batch favours no coordinate), then, when none of them was
 // accepted, the pairs of the `pair_moves` fastest single moves of that radius (on different
-// coordinates), applied one after the other. Acceptance is decided after every observed batch.
+// coordinates), applied one after the other; at radius 1 preceded by the reshape moves of the
+// innermost tile (`reshape_moves`): for two spatial loops of one stage, the first one's
+// innermost level gives the next smaller value to its next outer level while the second's
+// takes the next larger one from its nearest outer level with a factor to give. Acceptance is decided after every observed batch.
 // Points are identified by their canonical key with the unroll pragmas normalized (a pragma
 // removed and added again at the end of the list is the same point), so no point is measured
 // twice. The cap on measurements is the caller's (its budget).
@@ -48,6 +51,9 @@ struct DropletOptions {
   double alpha = 0.05;
   // The fastest single moves of a radius that are combined pairwise when none was accepted.
   int pair_moves = 5;
+  // The pair round of radius 1 also tries reshaping the innermost tile of two spatial loops
+  // (one loop's innermost level halves, say, while the other's doubles).
+  bool reshape_moves = true;
   // Confirmation by interleaved re-measurement (see above; used when set_remeasure was
   // called): rounds of (centre, neighbour) pairs, and neighbours confirmed per batch at most.
   int confirm_rounds = 2;
