@@ -2,7 +2,8 @@
 # The search benchmark (issue 4), in one go, at 2 threads:
 #  (a) two-phase, budget 300, on the ResNet-18 conv2d layers, the matmul shapes and the
 #      MobileNet-v2 depthwise layers of the CPU benchmark, against oneDNN / OpenBLAS in the
-#      same run (scripts/bench_cpu.sh does the side-by-side part);
+#      same run (scripts/bench_cpu.sh), then each tune's best kernel and oneDNN timed in
+#      alternating rounds in one process (scripts/bench_versus.sh: a-versus.txt);
 #  (b) for matmul 512^3 and two ResNet-18 layers: evolutionary with a large budget (10,000)
 #      against two-phase 300: best GFLOP/s and tuning wall time of each, the curves of best
 #      GFLOP/s against trials and against seconds (curves.csv, curves.svg), and ktune's peak
@@ -69,6 +70,14 @@ if has a; then
   echo "== (a) two-phase budget $budget against the vendor libraries" >&2
   KTUNE="$ktune" KTUNE_FLAGS="--strategy=two-phase" "$root/scripts/bench_cpu.sh" --threads "$threads" \
     --budget "$budget" --out "$out/a" | tee "$out/a.txt"
+  # The primary figure: each tune's best kernel and oneDNN timed side by side in one process
+  # (bench_cpu.sh's figures compare measurements taken seconds to minutes apart).
+  echo "== (a) the best kernels of (a) side by side with oneDNN, in one process" >&2
+  versus_logs=()
+  for l in "$out"/a/ktune-*.jsonl; do versus_logs+=(--log "$l"); done
+  KTUNE="$ktune" "$root/scripts/bench_versus.sh" "${versus_logs[@]}" --threads "$threads" \
+    --rounds 12 --out "$out/a-versus" | tee "$out/a-versus.txt" ||
+    echo "bench_search.sh: the side-by-side comparison of (a) failed (see $out/a-versus)" >&2
 fi
 
 declare -A wl=(

@@ -6,8 +6,10 @@
 # each schedule is exported (`ktune replay SCHEDULE --emit obj`), linked into a shared
 # library on OpenMP threads, and loaded by the baselines program (scripts/bench/baselines.cpp,
 # --versus), which times ktune's kernel and oneDNN's primitives (matmul: plain and pre-packed
-# B; conv2d: format `any`) in alternating rounds, ABBA, and reports per workload the median
-# over the rounds of (fastest oneDNN time / ktune time): above 1, ktune is faster.
+# B; conv2d: format `any`) in alternating rounds, ABBA, and reports per schedule the median
+# over the rounds of (fastest oneDNN time / ktune time): above 1, ktune is faster; and per
+# group the geometric mean over workloads of the best schedule's ratio (ktune may pick the
+# best of its kernels, e.g. conv2d layouts).
 # OpenBLAS is left out: its own thread pool and OpenMP's fight over the cores in one process
 # (bench_cpu.sh measures it alone).
 #
@@ -15,8 +17,8 @@
 #                                [--only ID,ID] [--out DIR]
 #   --schedules DIR   schedule files DIR/*.json ({"kernel","params","steps"}); each one that
 #                     computes a workload of the CPU benchmark is compared, the others skipped
-#   --log LOG         a tuning log (e.g. bench_cpu.sh's ktune-*.jsonl): the best valid record
-#                     of each workload in it, as a schedule file (may repeat)
+#   --log LOG         a tuning log (e.g. bench_cpu.sh's ktune-*.jsonl; may repeat): the best
+#                     valid record of each workload and kernel across the logs, as a schedule
 #   --threads T       threads for both sides (default: nproc)
 #   --rounds R        rounds per workload (default 12); a round of matmul 512^3 lasts ~1 s
 #   --only ID,ID      only these workloads
@@ -141,10 +143,12 @@ for r in rows:
     base = min(med(v) for k, v in t.items() if k != "ktune exported")
     print(f"{r['workload']:30} {r['schedule'][:24]:24} {r['rounds']:>6} {kt:9.4f} {base:9.4f} {r['ratio_median']:12.3f}  "
           + " ".join(f"{x:.2f}" for x in r["ratios"]) + ("" if r["ok"] else "  WRONG ANSWER"))
-    groups.setdefault(r["group"], []).append(r["ratio_median"])
-for g, v in groups.items():
+    g = groups.setdefault(r["group"], {})
+    g[r["workload"]] = max(g.get(r["workload"], 0), r["ratio_median"])
+for g, best in groups.items():
+    v = list(best.values())
     print(f"geomean {g}: {math.exp(sum(map(math.log, v)) / len(v)):.3f} over {len(v)} workload(s) "
-          "(ktune / fastest oneDNN, median of side-by-side rounds)")
+          "(ktune / fastest oneDNN, median of side-by-side rounds; the best schedule of each workload)")
 EOF
 [ "$failures" = 0 ] || { echo "bench_versus.sh: $failures workload(s) failed" >&2; exit 1; }
 }
