@@ -574,7 +574,7 @@ TEST_CASE("droplet reshapes the register tile when each half of the move alone i
   // so is every pair of the fastest single moves; only the reshape move (i / 2, j x 2)
   // reaches the optimum.
   const target::Target t = target::host_target();
-  int tried = 0;
+  int tried = 0, reverse_checked = 0;
   for (uint64_t seed = 1; seed < 400 && tried < 3; ++seed) {
     const schedule::State start = synthetic_start(seed);
     const auto [i0, j0] = inner_tile(start);
@@ -598,6 +598,19 @@ TEST_CASE("droplet reshapes the register tile when each half of the move alone i
     const schedule::State b = descend_exact(start, f, without);
     INFO("without:\n" << b.steps_text());
     CHECK(f(b) == Approx(1.3));
+    // The reverse reshape would shrink the vectorized j loop: not a move.
+    auto g = [i0 = i0, j0 = j0](const schedule::State& st) {
+      const auto [i, j] = inner_tile(st);
+      return 1 + 0.5 * std::abs(std::log2(double(i * j)) - std::log2(double(i0 * j0))) +
+             0.3 * std::abs(std::log2(double(j)) - std::log2(double(j0 / 2)));
+    };
+    if (start.stage(0).iters[start.stage(0).leaf.back()].annotation == schedule::Annotation::Vectorize) {
+      const schedule::State c = descend_exact(start, g, with);
+      INFO("reverse objective:\n" << c.steps_text());
+      CHECK(g(c) == Approx(1.3));
+      ++reverse_checked;
+    }
   }
+  CHECK(reverse_checked > 0);
   CHECK(tried == 3);
 }

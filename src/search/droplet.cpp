@@ -47,7 +47,7 @@ struct Coord {
   int outer = 0, inner = 0;
   // Split: whether `inner` is the innermost level, and the split's loop is spatial; the
   // nearest level outside the innermost one with a factor > 1 (-1: none).
-  bool innermost = false, spatial = false;
+  bool innermost = false, spatial = false, vectorized = false;
   int nearest_outer = -1;
   std::string loop;
   bool fused = false;
@@ -95,6 +95,7 @@ void add_split_coords(const SplitStep& sp, int step, int64_t extent, const std::
       c.loop = loop;
       c.innermost = b == levels - 1;
       c.spatial = spatial;
+      c.vectorized = vectorized && c.innermost;
       c.nearest_outer = nearest_outer;
       if (c.values.size() >= 2) out.push_back(std::move(c));
     }
@@ -520,12 +521,14 @@ struct DropletPolicy::Impl {
   // the next level out while the other's takes one from the nearest outer level that has
   // one. Each half alone usually makes the tile too small or too big for the registers, so
   // both single moves are slow and the pairs of the fastest single moves never contain this
-  // one; yet a 4 x 64 tile can beat an 8 x 32 one by 20% (fewer broadcast rows, wider
-  // vector loads). One move per ordered pair of such splits.
+  // one; yet a 4 x 64 tile can beat an 8 x 32 one (fewer broadcast rows, wider vector
+  // loads). One move per ordered pair of such splits, the vectorized loop never the one that
+  // shrinks (narrower vectors were slower in every case measured).
   std::vector<Move> reshape_moves() const {
     std::vector<Move> out;
     for (const Coord& a : coords) {
-      if (a.kind != CoordKind::Split || !a.innermost || !a.spatial || a.outer != a.inner - 1 || a.index < 1)
+      if (a.kind != CoordKind::Split || !a.innermost || !a.spatial || a.vectorized || a.outer != a.inner - 1 ||
+          a.index < 1)
         continue;
       for (const Coord& b : coords) {
         if (b.kind != CoordKind::Split || !b.innermost || !b.spatial || b.step == a.step ||

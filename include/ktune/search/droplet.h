@@ -30,8 +30,9 @@
 // accepted, the pairs of the `pair_moves` fastest single moves of that radius (on different
 // coordinates), applied one after the other; at radius 1 preceded by the reshape moves of the
 // innermost tile (`reshape_moves`): for two spatial loops of one stage, the first one's
-// innermost level gives the next smaller value to its next outer level while the second's
-// takes the next larger one from its nearest outer level with a factor to give. Acceptance is decided after every observed batch.
+// innermost level (not a vectorized one) gives the next smaller value to its next outer
+// level while the second's takes the next larger one from its nearest outer level with a
+// factor to give. Acceptance is decided after every observed batch.
 // Points are identified by their canonical key with the unroll pragmas normalized (a pragma
 // removed and added again at the end of the list is the same point), so no point is measured
 // twice. The cap on measurements is the caller's (its budget).
