@@ -49,6 +49,7 @@ struct Coord {
   // nearest level outside the innermost one with a factor > 1 (-1: none).
   bool innermost = false, spatial = false, vectorized = false;
   int nearest_outer = -1;
+  std::string stage_name;  // Split: the stage whose loop it splits
   std::string loop;
   bool fused = false;
   int stage = -1;  // Unroll: the stage (final index); Parallel: the stage at the annotate step
@@ -73,8 +74,8 @@ std::vector<int64_t> split_levels(int64_t extent, const std::vector<int64_t>& le
   return f;
 }
 
-void add_split_coords(const SplitStep& sp, int step, int64_t extent, const std::string& loop, bool vectorized,
-                      bool spatial, std::vector<Coord>& out) {
+void add_split_coords(const SplitStep& sp, int step, int64_t extent, const std::string& stage_name,
+                      const std::string& loop, bool vectorized, bool spatial, std::vector<Coord>& out) {
   const std::vector<int64_t> f = split_levels(extent, sp.lengths);
   const int levels = int(f.size());
   int nearest_outer = -1;
@@ -93,6 +94,7 @@ void add_split_coords(const SplitStep& sp, int step, int64_t extent, const std::
       c.outer = a;
       c.inner = b;
       c.loop = loop;
+      c.stage_name = stage_name;
       c.innermost = b == levels - 1;
       c.spatial = spatial;
       c.vectorized = vectorized && c.innermost;
@@ -169,7 +171,8 @@ std::vector<Coord> coordinates(const State& state, const target::Target& t) {
       const int fs = state.stage_index(stage_name);
       const bool vectorized = fs >= 0 && last_id < int(state.stage(fs).iters.size()) &&
                               state.stage(fs).iters[last_id].annotation == Annotation::Vectorize;
-      add_split_coords(*sp, i, it.extent, stage_name + " " + it.name, vectorized, it.kind == IterKind::Spatial, out);
+      add_split_coords(*sp, i, it.extent, stage_name, stage_name + " " + it.name, vectorized,
+                       it.kind == IterKind::Spatial, out);
       continue;
     }
     if (const auto* an = std::get_if<AnnotateStep>(&steps[i].v);
@@ -532,9 +535,8 @@ struct DropletPolicy::Impl {
         continue;
       for (const Coord& b : coords) {
         if (b.kind != CoordKind::Split || !b.innermost || !b.spatial || b.step == a.step ||
-            b.outer != b.nearest_outer || b.index + 1 >= int(b.values.size()))
+            b.stage_name != a.stage_name || b.outer != b.nearest_outer || b.index + 1 >= int(b.values.size()))
           continue;
-        if (a.loop.substr(0, a.loop.find(' ')) != b.loop.substr(0, b.loop.find(' '))) continue;  // one stage
         out.push_back({{a.name, -1}, {b.name, +1}});
       }
     }
