@@ -692,17 +692,15 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  if (!versus_so.empty() && work.size() != 1) usage("--versus needs exactly one workload (--only ID)");
+  if (rounds < 1) usage("--rounds must be >= 1");
   bool use_dnnl = lib != "openblas", use_blas = lib != "onednn";
   if (use_dnnl) omp_set_num_threads(threads);
   if (use_blas) openblas_set_num_threads(threads);
-  std::fprintf(stderr, "%-28s %-9s %-7s %3s %10s %9s  %s\n", "workload", "lib", "variant", "thr",
-               "time ms", "GFLOP/s", "implementation / layout");
 
   Dnnl dnnl_ctx;
   int failures = 0;
   if (!versus_so.empty()) {
-    if (work.size() != 1) usage("--versus needs exactly one workload (--only ID)");
-    if (rounds < 1) usage("--rounds must be >= 1");
     try {
       return run_versus(work[0], dnnl_ctx, versus_so, versus_header, threads, rounds, use_dnnl,
                         use_blas, check) ? 1 : 0;
@@ -711,6 +709,8 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  std::fprintf(stderr, "%-28s %-9s %-7s %3s %10s %9s  %s\n", "workload", "lib", "variant", "thr",
+               "time ms", "GFLOP/s", "implementation / layout");
   for (auto& w : work) {
     std::vector<Result> rs;
     auto timed = [](Prepared p) {
