@@ -18,7 +18,7 @@
 #   --schedules DIR   schedule files DIR/*.json ({"kernel","params","steps"}); each one that
 #                     computes a workload of the CPU benchmark is compared, the others skipped
 #   --log LOG         a tuning log (e.g. bench_cpu.sh's ktune-*.jsonl; may repeat): the best
-#                     valid record of each workload and kernel across the logs, as a schedule
+#                     valid record of each workload and target across the logs (`ktune best`)
 #   --threads T       threads for both sides (default: nproc)
 #   --rounds R        rounds per workload (default 12); a round of matmul 512^3 lasts ~1 s
 #   --only ID,ID      only these workloads
@@ -74,28 +74,14 @@ list_args=()
 mkdir -p "$out/schedules"
 [ -z "$schedules" ] || cp "$schedules"/*.json "$out/schedules/" 2>/dev/null || true
 if [ ${#logs[@]} -gt 0 ]; then
-  python3 - "$out/schedules" "${logs[@]}" <<'EOF' || exit 2
-import hashlib, json, sys
-dest, best = sys.argv[1], {}
-for log in sys.argv[2:]:
-    bad = 0
-    for line in open(log):
-        try:
-            r = json.loads(line)
-            res, wl = r["result"], r["workload"]
-            key = json.dumps([wl["kernel"], wl["params"], r.get("target", {}).get("name")], sort_keys=True)
-        except (ValueError, KeyError, TypeError):
-            bad += 1
-            continue
-        if res.get("error") or not res.get("median_ms"):
-            continue
-        if key not in best or res["median_ms"] < best[key]["result"]["median_ms"]:
-            best[key] = r
-    if bad:
-        print(f"bench_versus.sh: {log}: {bad} unreadable line(s) skipped", file=sys.stderr)
-for key, r in best.items():
-    name = r["workload"]["kernel"] + "-" + hashlib.sha1(key.encode()).hexdigest()[:8]
-    with open(f"{dest}/{name}.json", "w") as f:
+  # `ktune best` picks the best valid record of each workload and target (and reports a
+  # corrupt log as ktune does everywhere: file:line, exit 2).
+  "$ktune" best "${logs[@]}" --json > "$out/best.json" || exit 2
+  python3 - "$out/schedules" "$out/best.json" <<'EOF'
+import json, sys
+for b in json.load(open(sys.argv[2])):
+    r = b["record"]
+    with open(f"{sys.argv[1]}/{b['kernel']}-{b['dag_hash']}-{b['target']}.json", "w") as f:
         json.dump({"kernel": r["workload"]["kernel"], "params": r["workload"]["params"], "steps": r["steps"]}, f)
 EOF
 fi

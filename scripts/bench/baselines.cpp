@@ -215,6 +215,12 @@ struct Timing {
   std::vector<double> groups_ms;
 };
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 double g_min_group_ms = 10;
 
 int g_repeat = 3;
@@ -236,10 +242,7 @@ Timing time_once(const std::function<void()>& run) {
     out.groups_ms.push_back(ms_since(g0) / out.number);
     if (ms_since(start) > 4000) break;  // ktune stops adding groups past its limit too
   }
-  std::vector<double> s = out.groups_ms;
-  std::sort(s.begin(), s.end());
-  size_t n = s.size();
-  out.median_ms = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+  out.median_ms = median(out.groups_ms);
   return out;
 }
 
@@ -602,11 +605,6 @@ int run_versus(const Workload& w, Dnnl& dnnl_ctx, const std::string& so, const s
     std::fprintf(stderr, "%s round %d/%d: ktune %.4f ms, best baseline %.4f ms, ratio %.3f\n",
                  w.id.c_str(), r + 1, rounds, t[kt], best_base, ratios.back());
   }
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    size_t m = v.size();
-    return m % 2 ? v[m / 2] : 0.5 * (v[m / 2 - 1] + v[m / 2]);
-  };
   double geo = 0;
   for (double x : ratios) geo += std::log(x);
   geo = std::exp(geo / ratios.size());
