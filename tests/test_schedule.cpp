@@ -550,3 +550,22 @@ TEST_CASE("a register tile of unrolled loops runs its longest loop outermost", "
   REQUIRE(j1_loop != std::string::npos);
   CHECK(i_loop < j1_loop);
 }
+
+TEST_CASE("a stage computed inside a smaller region runs its split loops only as far as the region", "[lower][regression]") {
+  // C.local is split by lengths that describe a 16-row tile, but it is computed at the copy
+  // stage's 4x4 tile: its loops shrink to the region (i.1: 8 -> 2) instead of running guarded,
+  // empty iterations.
+  auto dag = matmul_dag(16, 16, 6);
+  State st(dag);
+  st.apply(CacheWriteStep{0, ir::MemoryScope::Local});
+  st.apply(SplitStep{1, 1, {4}});
+  st.apply(SplitStep{1, 0, {4}});
+  st.apply(ReorderStep{1, {0, 2, 1, 3}});
+  st.apply(ComputeAtStep{0, 1, 1});
+  st.apply(SplitStep{0, 0, {8, 2}});  // C.local: i.0 i.1 (8) i.2 (2) j k
+  CHECK(check_lowering(st) < 1e-5);
+  const std::string text = ir::to_string(lower(st, "k").body);
+  INFO(text);
+  CHECK(text.find("if") == std::string::npos);
+  CHECK(text.find("C.local.i.1 < 8") == std::string::npos);
+}

@@ -437,14 +437,14 @@ class Lowerer {
     for (auto r = stage.relations.rbegin(); r != stage.relations.rend(); ++r) {
       if (const auto* sp = std::get_if<SplitRelation>(&*r)) {
         Expr v = value[sp->children[0]];
-        int64_t covered = ext[sp->children[0]];
+        int64_t last = ext[sp->children[0]] - 1;  // the largest value the loops reach
         for (size_t k = 0; k < sp->lengths.size(); ++k) {
           v = v * Expr(sp->lengths[k]) + value[sp->children[k + 1]];
-          covered *= sp->lengths[k];
+          last = last * sp->lengths[k] + ext[sp->children[k + 1]] - 1;
         }
         KT_CHECK(v.defined(), "split child without a value");
         value[sp->parent] = v;
-        if (covered != ext[sp->parent]) guards.push_back(v < Expr(ext[sp->parent]));
+        if (last + 1 != ext[sp->parent]) guards.push_back(v < Expr(ext[sp->parent]));
       } else {
         const auto& fu = std::get<FuseRelation>(*r);
         const Expr f = value[fu.child];

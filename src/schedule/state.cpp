@@ -118,12 +118,17 @@ std::vector<int64_t> infer_iter_extents(const Stage& stage, const std::vector<in
   for (size_t i = 0; i < root_extents.size(); ++i) ext[i] = root_extents[i];
   for (const Relation& r : stage.relations) {
     if (const auto* sp = std::get_if<SplitRelation>(&r)) {
+      // A loop runs only as far as the parent's extent reaches: with the lengths inner to it
+      // multiplying to S, a loop of length l runs min(l, ceil(E / S)) times. Inside a
+      // consumer's tile the parent's extent can be smaller than the tile the lengths
+      // describe; the loops then shrink instead of running guarded, empty iterations.
+      const int64_t e = ext[sp->parent];
       int64_t inner = 1;
-      for (size_t k = 0; k < sp->lengths.size(); ++k) {
-        ext[sp->children[k + 1]] = sp->lengths[k];
+      for (size_t k = sp->lengths.size(); k-- > 0;) {
+        ext[sp->children[k + 1]] = std::min(sp->lengths[k], ceil_div(e, inner));
         inner *= sp->lengths[k];
       }
-      ext[sp->children[0]] = ceil_div(ext[sp->parent], inner);
+      ext[sp->children[0]] = ceil_div(e, inner);
     } else {
       const auto& fu = std::get<FuseRelation>(r);
       int64_t p = 1;

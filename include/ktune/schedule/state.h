@@ -129,7 +129,9 @@ class State {
 };
 
 // Recomputes every iterator extent of a stage from given root extents through the relations
-// (used by lowering for stages computed inside others, whose root extents shrink).
+// (used by lowering for stages computed inside others, whose root extents shrink). A split
+// loop runs no further than its parent's extent reaches: min(length, ceil(E / S)), S being
+// the product of the lengths inside it (the strides stay the lengths).
 std::vector<int64_t> infer_iter_extents(const Stage& stage, const std::vector<int64_t>& root_extents);
 
 // Whether the body of `op` reads the tensor `name`.
