@@ -3,7 +3,9 @@
 # layers, MobileNet-v2 depthwise layers) and OpenBLAS (sgemm), timed by
 # scripts/bench/baselines.cpp with ktune's protocol, and ktune tuning the same workloads
 # (plus, optionally, records from existing tuning logs and replayed hand-written schedules).
-# A conv2d layer is tuned with each ktune kernel that computes it: conv2d (NCHW),
+# A matmul is tuned with matmul (row-major B) and matmul_packed (B pre-packed into panels of
+# 64 columns, as oneDNN's pre-packed B, packed outside the timed kernel); a conv2d layer is
+# tuned with each ktune kernel that computes it: conv2d (NCHW),
 # conv2d_nhwc and conv2d_nchwc (blocked NCHW16c), the layouts oneDNN picks among, and a
 # depthwise layer with depthwise_conv2d (NCHW) and depthwise_conv2d_nchwc (NCHW16c) (layout
 # conversions are outside the timed kernel, as oneDNN's reorders are; --ktune-kernels

@@ -34,8 +34,11 @@ grep -q "$n from the log" out2.txt || fail "resume did not take over $n trials: 
 "$check" i.jsonl | grep -q "records $((n + 3)) skipped 0 trials-contiguous yes unique yes" || fail "log after resume: $("$check" i.jsonl)"
 [ "$fails" -eq 0 ] && echo "ok:   Ctrl-C after $n trials, exit 130, resumed to $((n + 3))"
 
-# 2. Two Ctrl-C while the candidate in flight hangs: exit at once, worker gone.
-setsid "$ktune" "${args[@]}" --budget=5 --log=h.jsonl --inject-faults=hang --run-timeout=300 >out3.txt 2>err3.txt &
+# 2. Two Ctrl-C while the candidate in flight hangs: exit at once, worker gone. A hanging
+# run is cut after max(1 s, 50 x the reference's time) and the worker restarted; at 512^3
+# the naive reference takes 0.1-0.3 s, so the hang lasts seconds, long enough to be caught.
+hang_args=(matmul --M=512 --N=512 --K=512 --threads=2 --seed=2 --strategy=random)
+setsid "$ktune" "${hang_args[@]}" --budget=5 --log=h.jsonl --inject-faults=hang --run-timeout=300 >out3.txt 2>err3.txt &
 pid=$!
 worker=""
 for _ in $(seq 100); do
@@ -43,7 +46,19 @@ for _ in $(seq 100); do
   [ -n "$worker" ] && break
   sleep 0.1
 done
-sleep 1
+# The injected hang spins: wait (up to 30 s: a loaded machine can take long to reach the
+# first run) until the worker has used the CPU for two half-second windows in a row (longer
+# than the reference's runs), so that the Ctrl-C finds the hanging candidate in flight.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+hz=$(getconf CLK_TCK)
+busy=0
+for _ in $(seq 60); do
+  [ -n "$worker" ] || break
+  t0=$(cpu_ticks "$worker"); sleep 0.5; t1=$(cpu_ticks "$worker")
+  if [ $((t1 - t0)) -ge $((hz * 4 / 10)) ]; then busy=$((busy + 1)); else busy=0; fi
+  [ "$busy" -ge 2 ] && break
+done
+[ "$busy" -ge 2 ] || fail "the injected hang never kept the worker busy"
 kill -INT -- "-$pid"
 sleep 0.3
 kill -0 "$pid" 2>/dev/null || fail "the first Ctrl-C ended the tune while a candidate was in flight"

@@ -5,6 +5,7 @@
 #include "ktune/ir/printer.h"
 #include "ktune/schedule/steps.h"
 #include "ktune/support/error.h"
+#include "ktune/te/kernel.h"
 #include "support/dags.h"
 
 using namespace ktune;
@@ -568,4 +569,25 @@ TEST_CASE("a stage computed inside a smaller region runs its split loops only as
   INFO(text);
   CHECK(text.find("if") == std::string::npos);
   CHECK(text.find("C.local.i.1 < 8") == std::string::npos);
+}
+
+TEST_CASE("the shipped matmul_packed kernel multiplies by the B its panels pack", "[lower][kernels]") {
+  // C[i, jo, ji] is the row-major M x N product of A and the B that Bp packs.
+  const int64_t M = 5, N = 8, K = 3, nb = 4;
+  auto dag = std::make_shared<const te::ComputeDAG>(
+      te::parse_kernel_file(std::string(KTUNE_SOURCE_DIR) + "/kernels/matmul_packed.kt").instantiate({{"M", M}, {"N", N}, {"K", K}, {"nb", nb}}));
+  std::vector<float> A(M * K), B(K * N), Bp(K * N), C(M * N, NAN);
+  for (size_t i = 0; i < A.size(); ++i) A[i] = float(int(i * 7 % 11) - 5);
+  for (size_t i = 0; i < B.size(); ++i) B[i] = float(int(i * 5 % 13) - 6);
+  for (int64_t jo = 0; jo < N / nb; ++jo)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t ji = 0; ji < nb; ++ji) Bp[(jo * K + k) * nb + ji] = B[k * N + jo * nb + ji];
+  ir::interpret(lower(State(dag), "k"), {A.data(), Bp.data(), C.data()});
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      float want = 0;
+      for (int64_t k = 0; k < K; ++k) want += A[i * K + k] * B[k * N + j];
+      INFO("C[" << i << "][" << j << "]");
+      CHECK(C[i * N + j] == want);
+    }
 }

@@ -133,7 +133,7 @@ TEST_CASE("every shipped kernel tunes at a small shape", "[e2e]") {
   // Shrink every parameter that is a size so the interpreter is the reference.
   const std::map<std::string, int64_t> small = {{"M", 12}, {"N", 2}, {"K", 10}, {"B", 2}, {"C", 3},
                                                 {"H", 9},  {"W", 7}, {"R", 3},  {"S", 3},
-                                                {"cb", 3}, {"kb", 2}};
+                                                {"cb", 3}, {"kb", 2}, {"nb", 2}};
   for (const auto& def : reg.kernels()) {
     std::map<std::string, int64_t> vals;
     for (const auto& p : def.params)

@@ -75,7 +75,7 @@ TEST_CASE("sketch: every annotated sketch of every shipped kernel computes the r
   reg.add_directory(te::shipped_kernel_dir());
   const std::map<std::string, int64_t> small = {{"M", 6}, {"N", 10}, {"K", 4}, {"B", 2}, {"C", 3},
                                                 {"H", 7}, {"W", 6}, {"R", 3}, {"S", 3},
-                                                {"cb", 3}, {"kb", 2}};
+                                                {"cb", 3}, {"kb", 2}, {"nb", 2}};
   const auto t = target::host_target();
   for (const auto& def : reg.kernels()) {
     std::map<std::string, int64_t> vals;

@@ -64,7 +64,7 @@ TEST_CASE("shipped kernels parse with their defaults and carry a doc comment", "
   reg.add_directory(source_kernels());
   std::vector<std::string> names;
   for (const auto& k : reg.kernels()) names.push_back(k.name);
-  for (const char* want : {"matmul", "batch_matmul", "dense_bias_relu", "conv2d", "conv2d_nhwc", "conv2d_nchwc",
+  for (const char* want : {"matmul", "matmul_packed", "batch_matmul", "dense_bias_relu", "conv2d", "conv2d_nhwc", "conv2d_nchwc",
                            "conv2d_bias_relu", "depthwise_conv2d", "depthwise_conv2d_nchwc",
                            "transpose2d", "nchw_to_nhwc", "softmax"}) {
     INFO(want);
@@ -154,6 +154,14 @@ TEST_CASE("other shipped kernels: shapes and flop counts", "[te][kernels]") {
                                                            {"R", 7}, {"S", 7}, {"stride", 2}, {"pad", 3}});
     CHECK(stem.op("I").shape == Shape{1, 1, 224, 224, 3});
     CHECK(stem.op("O").shape == Shape{1, 4, 112, 112, 16});
+  }
+  SECTION("matmul_packed") {
+    ComputeDAG d = shipped("matmul_packed").instantiate();
+    CHECK(d.op("Bp").shape == Shape{8, 512, 64});
+    CHECK(d.op("Bp").is_const);
+    CHECK(d.op("C").shape == Shape{512, 8, 64});
+    CHECK(d.flop_count() == 2.0 * 512 * 512 * 512);
+    CHECK_THROWS_WITH(shipped("matmul_packed").instantiate({{"N", 100}}), Contains("N % nb == 0"));
   }
   SECTION("conv2d_bias_relu") {
     ComputeDAG d = shipped("conv2d_bias_relu").instantiate();

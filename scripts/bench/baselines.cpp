@@ -100,13 +100,16 @@ struct Workload {
   std::string ktune_kernel() const {
     return kind == Kind::Matmul ? "matmul" : kind == Kind::Conv ? "conv2d" : "depthwise_conv2d";
   }
-  // The ktune kernels computing this workload and their flags: the plain layout, for conv2d
-  // the NHWC and blocked ones, for depthwise the blocked one (one block of all channels
-  // when C is not a multiple of 16).
+  // The ktune kernels computing this workload and their flags: the plain layout; for matmul
+  // the one with B pre-packed into panels of 64 columns (as oneDNN's pre-packed B: packing
+  // is outside the timed kernel); for conv2d the NHWC and blocked ones; for depthwise the
+  // blocked one (one block of all channels when C is not a multiple of 16).
   std::vector<std::pair<std::string, std::string>> ktune_kernels() const {
     std::vector<std::pair<std::string, std::string>> out = {{ktune_kernel(), ktune_flags()}};
     const long cb = C % 16 == 0 ? 16 : C;
-    if (kind == Kind::Conv) {
+    if (kind == Kind::Matmul && N % 64 == 0) {
+      out.push_back({"matmul_packed", ktune_flags() + " --nb=64"});
+    } else if (kind == Kind::Conv) {
       out.push_back({"conv2d_nhwc", ktune_flags()});
       out.push_back({"conv2d_nchwc", ktune_flags() + " --cb=" + std::to_string(cb) + " --kb=16"});
     } else if (kind == Kind::Depthwise) {
@@ -503,11 +506,18 @@ Prepared ktune_kernel_from(const Workload& w, const std::string& so, const std::
   std::regex sym_line(R"(^void\s+(\w+_args)\(void\*\*\s*args\);)");
   auto st = std::make_shared<State>();
   std::vector<std::string> roles;
-  std::string symbol, line;
+  std::regex title_line(R"(^/\* \w+\.h: (\w+)\(([^)]*)\))");
+  std::string symbol, line, kernel;
+  long nb = 0;  // matmul_packed: the panel width of B
   unsigned seed = 21;
   while (std::getline(h, line)) {
     std::smatch m;
-    if (std::regex_search(line, m, arg_line)) {
+    if (kernel.empty() && std::regex_search(line, m, title_line)) {
+      kernel = m[1];
+      std::smatch p;
+      const std::string params = m[2];
+      if (std::regex_search(params, p, std::regex(R"((?:^|,)nb=(\d+))"))) nb = std::stol(p[1]);
+    } else if (std::regex_search(line, m, arg_line)) {
       long n = std::stol(m[3]);
       roles.push_back(m[2]);
       st->f.push_back(m[2] == "input" ? random_vec(n, seed++) : Floats(n, NAN));
@@ -529,16 +539,27 @@ Prepared ktune_kernel_from(const Workload& w, const std::string& so, const std::
   auto set_threads = reinterpret_cast<void (*)(int)>(dlsym(lib, "ktune_set_num_threads"));
   if (!fn || !set_threads) throw std::runtime_error(so + ": no " + symbol + " or ktune_set_num_threads");
   set_threads(threads);
+  // matmul's arguments are A, B, C row-major as the check expects; matmul_packed's B is
+  // packed here from a row-major B (outside the timing, as oneDNN's pre-packed B) and the
+  // output checked against that B; other kernels use other layouts (ktune checked them
+  // against its reference when it measured them).
+  const bool matmul_args = w.kind == Kind::Matmul && st->f.size() == 3 && roles[2] == "output" &&
+                           st->f[0].size() == size_t(w.M * w.K) && st->f[1].size() == size_t(w.K * w.N);
+  Floats plain_b;
+  if (matmul_args && kernel == "matmul_packed") {
+    if (nb <= 0 || w.N % nb != 0) throw std::runtime_error(header + ": matmul_packed without a panel width nb dividing N");
+    plain_b = st->f[1];
+    for (long jo = 0; jo < w.N / nb; ++jo)
+      for (long k = 0; k < w.K; ++k)
+        for (long ji = 0; ji < nb; ++ji) st->f[1][(jo * w.K + k) * nb + ji] = plain_b[k * w.N + jo * nb + ji];
+  }
   for (auto& v : st->f) st->ptrs.push_back(v.data());
   Prepared p;
   p.run = [st, fn] { fn(st->ptrs.data()); };
   p.run();
   p.r.lib = "ktune", p.r.variant = "exported", p.r.impl = symbol, p.r.layout = "";
-  // matmul's arguments are A, B, C row-major as the check expects; other kernels use other
-  // layouts (ktune checked them against its reference when it measured them).
-  if (w.kind == Kind::Matmul && st->f.size() == 3 && roles[2] == "output" &&
-      st->f[0].size() == size_t(w.M * w.K) && st->f[1].size() == size_t(w.K * w.N)) {
-    p.r.check = check_matmul(w, st->f[0].data(), st->f[1].data(), st->f[2].data());
+  if (matmul_args && (kernel == "matmul" || kernel == "matmul_packed")) {
+    p.r.check = check_matmul(w, st->f[0].data(), kernel == "matmul" ? st->f[1].data() : plain_b.data(), st->f[2].data());
     p.checked = true;
   }
   return p;
