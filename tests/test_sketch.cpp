@@ -207,3 +207,27 @@ TEST_CASE("sketch: an input read across rows by two tiled stages is packed once"
   search::RandomSampler sampler(dag, target::host_target(), 1);
   for (int n = 0; n < 20; ++n) CHECK_NOTHROW(sampler.sample());
 }
+
+TEST_CASE("sketch: a padding stage kept at root runs in parallel even with one image and one channel block", "[sketch]") {
+  // The ResNet-18 stem in the blocked layout: Ipad is [1, 1, 230, 230, 3]; fusing only its
+  // n and co loops would leave one parallel iteration, i.e. a serial stage.
+  auto t = target::host_target();
+  t.cores = 2;
+  auto dag = shipped("conv2d_nchwc", {{"C", 3}, {"cb", 3}, {"H", 224}, {"W", 224}, {"K", 64}, {"R", 7},
+                                      {"S", 7}, {"stride", 2}, {"pad", 3}});
+  auto sketches = search::generate_sketches(dag, t);
+  search::Annotator annotator(dag, t, 11);
+  int at_root = 0;
+  for (int i = 0; i < 200; ++i) {
+    schedule::State st = annotator.annotate(sketches[size_t(i) % sketches.size()]);
+    for (const auto& stage : st.stages()) {
+      if (stage.op.name != "Ipad" || stage.location != schedule::ComputeLocation::Root) continue;
+      ++at_root;
+      const auto& outer = stage.leaf_iter(0);
+      INFO(st.steps_text());
+      CHECK(outer.annotation == schedule::Annotation::Parallel);
+      CHECK(outer.extent >= 2);
+    }
+  }
+  CHECK(at_root > 0);
+}

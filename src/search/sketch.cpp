@@ -611,7 +611,10 @@ void Annotator::parallelize(State& st) {
       prod *= stage.leaf_iter(k).extent;
       ++k;
     }
-    if (k >= 2 && u(rng_) < 0.2) prod /= stage.leaf_iter(--k).extent;  // sometimes one loop fewer
+    // Sometimes one loop fewer, unless that leaves fewer parallel iterations than cores (a
+    // padding stage of one image and one channel block would run serially).
+    if (k >= 2 && u(rng_) < 0.2 && prod / stage.leaf_iter(k - 1).extent >= std::max(1, target_.cores))
+      prod /= stage.leaf_iter(--k).extent;
     if (k >= 2) {
       std::vector<int> its(k);
       for (int i = 0; i < k; ++i) its[i] = i;
