@@ -119,12 +119,12 @@ done < "$out/schedules.tsv"
 [ -s "$out/versus.jsonl" ] || { echo "bench_versus.sh: nothing compared" >&2; exit 1; }
 python3 - "$out/versus.jsonl" <<'EOF' | tee "$out/versus.txt"
 import json, math, sys
+from statistics import median as med
 rows = [json.loads(l) for l in open(sys.argv[1])]
 print(f"{'workload':30} {'schedule':24} {'rounds':>6} {'ktune ms':>9} {'oneDNN ms':>9} {'median ratio':>12}  ratios by round")
 groups = {}
 for r in rows:
     t = r["times_ms"]
-    med = lambda v: sorted(v)[len(v) // 2] if len(v) % 2 else 0.5 * (sorted(v)[len(v) // 2 - 1] + sorted(v)[len(v) // 2])
     kt = med(t["ktune exported"])
     base = min(med(v) for k, v in t.items() if k != "ktune exported")
     print(f"{r['workload']:30} {r['schedule'][:24]:24} {r['rounds']:>6} {kt:9.4f} {base:9.4f} {r['ratio_median']:12.3f}  "
