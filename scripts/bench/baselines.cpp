@@ -492,6 +492,12 @@ Prepared openblas_sgemm(const Workload& w) {
   return p;
 }
 
+// --versus: KERNEL.so / KERNEL.h that cannot be used (unreadable, not an export of ktune,
+// a missing symbol): a user error, exit code 2.
+struct BadKernelFiles : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // The kernel ktune exported for a workload (`ktune replay SCHEDULE --emit obj`), linked into
 // a shared library with its ktune_parallel_for.c built with -fopenmp, so that it runs on the
 // same OpenMP threads as oneDNN. The arguments come from the kernel's header: one comment
@@ -499,7 +505,7 @@ Prepared openblas_sgemm(const Workload& w) {
 Prepared ktune_kernel_from(const Workload& w, const std::string& so, const std::string& header,
                            int threads) {
   std::ifstream h(header);
-  if (!h) throw std::runtime_error("cannot read " + header);
+  if (!h) throw BadKernelFiles("cannot read " + header);
   std::regex arg_line(R"(^\s*\*\s+(\w+)\s+(input|output)(?: \(\w+\))?\s+float\[.*\((\d+) elements\))");
   std::regex elements_line(R"(^#define\s+\w+_ELEMENTS\s+\d+)");
   size_t defines = 0;
@@ -528,16 +534,16 @@ Prepared ktune_kernel_from(const Workload& w, const std::string& so, const std::
     }
   }
   if (defines != st->f.size())
-    throw std::runtime_error(header + ": read " + std::to_string(st->f.size()) +
+    throw BadKernelFiles(header + ": read " + std::to_string(st->f.size()) +
                              " float arguments but the header defines " +
                              std::to_string(defines) + " (an argument of another type?)");
   if (symbol.empty() || st->f.empty())
-    throw std::runtime_error(header + ": no kernel symbol or no float arguments found");
+    throw BadKernelFiles(header + ": no kernel symbol or no float arguments found");
   void* lib = dlopen(so.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!lib) throw std::runtime_error(std::string("dlopen: ") + dlerror());
+  if (!lib) throw BadKernelFiles(std::string("dlopen: ") + dlerror());
   auto fn = reinterpret_cast<void (*)(void**)>(dlsym(lib, symbol.c_str()));
   auto set_threads = reinterpret_cast<void (*)(int)>(dlsym(lib, "ktune_set_num_threads"));
-  if (!fn || !set_threads) throw std::runtime_error(so + ": no " + symbol + " or ktune_set_num_threads");
+  if (!fn || !set_threads) throw BadKernelFiles(so + ": no " + symbol + " or ktune_set_num_threads");
   set_threads(threads);
   // matmul's arguments are A, B, C row-major as the check expects; matmul_packed's B is
   // packed here from a row-major B (outside the timing, as oneDNN's pre-packed B) and the
@@ -547,7 +553,7 @@ Prepared ktune_kernel_from(const Workload& w, const std::string& so, const std::
                            st->f[0].size() == size_t(w.M * w.K) && st->f[1].size() == size_t(w.K * w.N);
   Floats plain_b;
   if (matmul_args && kernel == "matmul_packed") {
-    if (nb <= 0 || w.N % nb != 0) throw std::runtime_error(header + ": matmul_packed without a panel width nb dividing N");
+    if (nb <= 0 || w.N % nb != 0) throw BadKernelFiles(header + ": matmul_packed without a panel width nb dividing N");
     plain_b = st->f[1];
     for (long jo = 0; jo < w.N / nb; ++jo)
       for (long k = 0; k < w.K; ++k)
@@ -558,6 +564,7 @@ Prepared ktune_kernel_from(const Workload& w, const std::string& so, const std::
   p.run = [st, fn] { fn(st->ptrs.data()); };
   p.run();
   p.r.lib = "ktune", p.r.variant = "exported", p.r.impl = symbol, p.r.layout = "";
+  p.checked = false;
   if (matmul_args && (kernel == "matmul" || kernel == "matmul_packed")) {
     p.r.check = check_matmul(w, st->f[0].data(), kernel == "matmul" ? st->f[1].data() : plain_b.data(), st->f[2].data());
     p.checked = true;
@@ -592,6 +599,7 @@ std::set<std::string> split_csv(const std::string& s) {
 // ratio of a round is the fastest baseline's time over ktune's (> 1: ktune is faster); the
 // summary is the median of the rounds' ratios. Drifts of the machine's speed over seconds
 // hit both sides of a round alike, which best-of-N timings taken minutes apart do not.
+// KERNEL.so / KERNEL.h that cannot be used exit with code 2, a wrong answer with 1.
 int run_versus(const Workload& w, Dnnl& dnnl_ctx, const std::string& so, const std::string& header,
                int threads, int rounds, bool use_dnnl, bool use_blas, bool check) {
   std::vector<Prepared> cs;
@@ -723,6 +731,9 @@ int main(int argc, char** argv) {
     try {
       return run_versus(work[0], dnnl_ctx, versus_so, versus_header, threads, rounds, use_dnnl,
                         use_blas, check) ? 1 : 0;
+    } catch (const BadKernelFiles& e) {
+      std::fprintf(stderr, "baselines: %s: %s\n", work[0].id.c_str(), e.what());
+      return 2;
     } catch (const std::exception& e) {
       std::fprintf(stderr, "baselines: %s: %s\n", work[0].id.c_str(), e.what());
       return 1;
