@@ -76,7 +76,7 @@ if has a; then
   versus_logs=()
   for l in "$out"/a/ktune-*.jsonl; do versus_logs+=(--log "$l"); done
   KTUNE="$ktune" "$root/scripts/bench_versus.sh" "${versus_logs[@]}" --threads "$threads" \
-    --rounds 12 --out "$out/a-versus" | tee "$out/a-versus.txt" ||
+    --out "$out/a-versus" | tee "$out/a-versus.txt" ||
     echo "bench_search.sh: the side-by-side comparison of (a) failed (see $out/a-versus)" >&2
 fi
 

@@ -6,8 +6,9 @@
 # each schedule is exported (`ktune replay SCHEDULE --emit obj`), linked into a shared
 # library on OpenMP threads, and loaded by the baselines program (scripts/bench/baselines.cpp,
 # --versus), which times ktune's kernel and oneDNN's primitives (matmul: plain and pre-packed
-# B; conv2d: format `any`) in alternating rounds, ABBA, and reports per schedule the median
-# over the rounds of (fastest oneDNN time / ktune time): above 1, ktune is faster; and per
+# B; conv2d: format `any`) in alternating rounds of short adjacent slices (>= 5 ms of calls
+# each), ABBA, and reports per schedule the median over the rounds of (fastest oneDNN time /
+# ktune time), with the quartiles of the rounds' ratios: above 1, ktune is faster; and per
 # group the geometric mean over workloads of the best schedule's ratio (ktune may pick the
 # best of its kernels, e.g. conv2d layouts).
 # OpenBLAS is left out: its own thread pool and OpenMP's fight over the cores in one process
@@ -20,7 +21,7 @@
 #   --log LOG         a tuning log (e.g. bench_cpu.sh's ktune-*.jsonl; may repeat): the best
 #                     valid record of each workload and target across the logs (`ktune best`)
 #   --threads T       threads for both sides (default: nproc)
-#   --rounds R        rounds per workload (default 12); a round of matmul 512^3 lasts ~1 s
+#   --rounds R        rounds per workload (default 200); a round of matmul 512^3 lasts ~20 ms
 #   --only ID,ID      only these workloads
 #   --out DIR         results (default build/bench/versus-DATE): versus.jsonl (one line per
 #                     workload, all rounds' times), versus.txt (the table), exported kernels
@@ -34,7 +35,7 @@ ktune="${KTUNE:-$root/build/ktune}"
 schedules=""
 logs=()
 threads="$(nproc)"
-rounds=12
+rounds=200
 only=""
 out=""
 while [ $# -gt 0 ]; do
@@ -45,7 +46,7 @@ while [ $# -gt 0 ]; do
     --rounds) rounds="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_versus.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -91,6 +92,10 @@ python3 "$root/scripts/bench/report_cpu.py" --workloads "$out/workloads.tsv" \
 
 export OMP_NUM_THREADS="$threads"
 failures=0
+# Export every schedule; then one baselines process per workload times all of its kernels and
+# oneDNN in the same rounds (ktune's kernels of a workload are compared with each other too).
+ids=()
+declare -A kernel_args names
 while IFS=$'\t' read -r id f; do
   if [ "$id" = - ]; then
     echo "bench_versus.sh: $(basename "$f") computes none of the selected workloads; skipped" >&2
@@ -105,30 +110,46 @@ while IFS=$'\t' read -r id f; do
   fi
   "${CC:-cc}" -O2 -fopenmp -fPIC -shared -o "$d/kernel.so" "$d"/*.o "$d/ktune_parallel_for.c"
   header=$(ls "$d"/*.h | head -1)
-  echo "bench_versus.sh: $id ($(basename "$f")), $rounds rounds, $threads thread(s)" >&2
+  [ -n "${names[$id]+x}" ] || ids+=("$id")
+  kernel_args[$id]+="$d/kernel.so"$'\n'"$header"$'\n'
+  names[$id]+="$name"$'\n'
+done < "$out/schedules.tsv"
+
+for id in "${ids[@]}"; do
+  mapfile -t ka < <(printf '%s' "${kernel_args[$id]}")
+  mapfile -t nm < <(printf '%s' "${names[$id]}")
+  versus_args=()
+  for ((i = 0; i < ${#ka[@]}; i += 2)); do versus_args+=(--versus "${ka[i]}" "${ka[i+1]}"); done
+  echo "bench_versus.sh: $id (${nm[*]}), $rounds rounds, $threads thread(s)" >&2
   if ! res=$("$baselines" --lib onednn --only "$id" --threads "$threads" --rounds "$rounds" \
-      --versus "$d/kernel.so" "$header" 2>> "$out/rounds.txt"); then
+      "${versus_args[@]}" 2>> "$out/rounds.txt"); then
     echo "bench_versus.sh: $id: comparison failed (see $out/rounds.txt)" >&2
     failures=$((failures + 1))
   fi
   [ -z "$res" ] || python3 -c 'import json, sys
-r = json.loads(sys.argv[1]); r["schedule"] = sys.argv[2]; print(json.dumps(r))' "$res" "$name" >> "$out/versus.jsonl"
-  tail -1 "$out/rounds.txt" >&2
-done < "$out/schedules.tsv"
+for line, name in zip(sys.argv[1].splitlines(), sys.argv[2:]):
+    r = json.loads(line); r["schedule"] = name; print(json.dumps(r))' "$res" "${nm[@]}" >> "$out/versus.jsonl"
+  grep "$id .* / best baseline" "$out/rounds.txt" | tail -n $(( ${#nm[@]} )) >&2 || true
+done
 
 [ -s "$out/versus.jsonl" ] || { echo "bench_versus.sh: nothing compared" >&2; exit 1; }
 python3 - "$out/versus.jsonl" <<'EOF' | tee "$out/versus.txt"
 import json, math, sys
 from statistics import median as med
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print(f"{'workload':30} {'schedule':24} {'rounds':>6} {'ktune ms':>9} {'oneDNN ms':>9} {'median ratio':>12}  ratios by round")
+def quantile(v, q):
+    v = sorted(v)
+    x = q * (len(v) - 1)
+    lo = math.floor(x)
+    return v[lo] + (v[min(lo + 1, len(v) - 1)] - v[lo]) * (x - lo)
+print(f"{'workload':30} {'schedule':24} {'rounds':>6} {'ktune ms':>9} {'oneDNN ms':>9} {'median ratio':>12}  ratio quartiles")
 groups = {}
 for r in rows:
     t = r["times_ms"]
     kt = med(t["ktune exported"])
     base = min(med(v) for k, v in t.items() if k != "ktune exported")
     print(f"{r['workload']:30} {r['schedule'][:24]:24} {r['rounds']:>6} {kt:9.4f} {base:9.4f} {r['ratio_median']:12.3f}  "
-          + " ".join(f"{x:.2f}" for x in r["ratios"]) + ("" if r["ok"] else "  WRONG ANSWER"))
+          + f"{quantile(r['ratios'], 0.25):.3f}-{quantile(r['ratios'], 0.75):.3f}" + ("" if r["ok"] else "  WRONG ANSWER"))
     g = groups.setdefault(r["group"], {})
     g[r["workload"]] = max(g.get(r["workload"], 0), r["ratio_median"])
 for g, best in groups.items():

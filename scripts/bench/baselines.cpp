@@ -7,7 +7,8 @@
 // Usage:
 //   baselines [--lib onednn|openblas|all] [--threads T] [--quick] [--groups G,G,...]
 //             [--only ID,ID,...] [--min-group-ms MS] [--repeat R] [--no-check]
-//   baselines --only ID --versus KERNEL.so KERNEL.h [--rounds R] [--threads T] [--lib ...]
+//   baselines --only ID --versus KERNEL.so KERNEL.h [--versus ...] [--rounds R] [--slice-ms MS]
+//             [--threads T] [--lib ...]
 //   baselines --list [--quick] [--groups ...] [--only ...]
 //   baselines --openblas-core      (the kernels OpenBLAS picked for this CPU)
 //
@@ -592,16 +593,22 @@ std::set<std::string> split_csv(const std::string& s) {
   return out;
 }
 
-// --versus: ktune's exported kernel and the baselines of one workload, timed in turns in this
-// process. Each round times every contender once with the protocol of time_once (warm-up,
-// groups of >= 10 ms, median), in an order that reverses from one round to the next (ABBA),
-// with a pause before each so that the previous library's threads have gone to sleep. The
-// ratio of a round is the fastest baseline's time over ktune's (> 1: ktune is faster); the
-// summary is the median of the rounds' ratios. Drifts of the machine's speed over seconds
-// hit both sides of a round alike, which best-of-N timings taken minutes apart do not.
+// --versus: ktune's exported kernels (one or more --versus pairs) and the baselines of one
+// workload, timed in turns in this process. Each contender first goes through time_once (warm-up; its time decides how many
+// calls make a slice of >= --slice-ms, default 5 ms). Then each round times one slice of every
+// contender, in an order that reverses from one round to the next (ABBA), each slice preceded
+// by one untimed call (the caches the previous contender emptied). The ratio of a round is the
+// fastest baseline's time over ktune's (> 1: ktune is faster); the summary is the median of
+// the rounds' ratios, one JSON line per ktune kernel. This machine's speed changes within a second (other tenants on the
+// memory system: L1/L2 bandwidth drops by 10-20% for a while), so the slices are short and
+// adjacent: a round's contenders see the same machine. ktune's export and Debian's oneDNN
+// share one OpenMP runtime, so no library's threads spin against another's.
+// (Before the ninth session a round timed each contender with the whole time_once protocol,
+// ~0.3 s apart: the ratios of one run's rounds spread over 0.5-1.4 on mm512, now ~0.1 wide.)
 // KERNEL.so / KERNEL.h that cannot be used exit with code 2, a wrong answer with 1.
-int run_versus(const Workload& w, Dnnl& dnnl_ctx, const std::string& so, const std::string& header,
-               int threads, int rounds, bool use_dnnl, bool use_blas, bool check) {
+int run_versus(const Workload& w, Dnnl& dnnl_ctx,
+               const std::vector<std::pair<std::string, std::string>>& kernels, int threads,
+               int rounds, double slice_ms, bool use_dnnl, bool use_blas, bool check) {
   std::vector<Prepared> cs;
   if (w.kind == Kind::Matmul) {
     if (use_dnnl) cs.push_back(dnnl_ctx.matmul(w, false));
@@ -610,8 +617,9 @@ int run_versus(const Workload& w, Dnnl& dnnl_ctx, const std::string& so, const s
   } else if (use_dnnl) {
     cs.push_back(dnnl_ctx.conv(w, true));
   }
-  cs.push_back(ktune_kernel_from(w, so, header, threads));
-  const size_t n = cs.size(), kt = n - 1;
+  const size_t nb = cs.size();  // baselines first, then ktune's kernels in argument order
+  for (const auto& [so, header] : kernels) cs.push_back(ktune_kernel_from(w, so, header, threads));
+  const size_t n = cs.size();
   int failures = 0;
   for (auto& c : cs)
     if (check && c.checked && !c.r.check.ok()) {
@@ -619,43 +627,61 @@ int run_versus(const Workload& w, Dnnl& dnnl_ctx, const std::string& so, const s
                    w.id.c_str(), c.r.lib.c_str(), c.r.variant.c_str(), c.r.check.max_rel);
       ++failures;
     }
-  std::vector<std::vector<double>> ms(n);
-  std::vector<double> ratios;
+  std::vector<std::vector<double>> ms(n), ratios(n - nb);
+  std::vector<int> calls(n);
+  for (size_t i = 0; i < n; ++i)
+    calls[i] = int(std::clamp(std::ceil(slice_ms / time_once(cs[i].run).median_ms), 1.0, 1e9));
   for (int r = 0; r < rounds; ++r) {
     std::vector<double> t(n);
     for (size_t j = 0; j < n; ++j) {
       size_t i = r % 2 ? n - 1 - j : j;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      t[i] = time_once(cs[i].run).median_ms;
+      cs[i].run();
+      auto t0 = Clock::now();
+      for (int c = 0; c < calls[i]; ++c) cs[i].run();
+      t[i] = ms_since(t0) / calls[i];
       ms[i].push_back(t[i]);
     }
-    double best_base = *std::min_element(t.begin(), t.begin() + kt);
-    ratios.push_back(best_base / t[kt]);
-    std::fprintf(stderr, "%s round %d/%d: ktune %.4f ms, best baseline %.4f ms, ratio %.3f\n",
-                 w.id.c_str(), r + 1, rounds, t[kt], best_base, ratios.back());
+    const double best_base = *std::min_element(t.begin(), t.begin() + nb);
+    for (size_t k = nb; k < n; ++k) ratios[k - nb].push_back(best_base / t[k]);
+    if (r + 1 == rounds || (r + 1) % 50 == 0) {
+      std::fprintf(stderr, "%s round %d/%d: best baseline %.4f ms; ktune", w.id.c_str(), r + 1,
+                   rounds, best_base);
+      for (size_t k = nb; k < n; ++k)
+        std::fprintf(stderr, " %.4f ms (ratio %.3f)", t[k], ratios[k - nb].back());
+      std::fprintf(stderr, "\n");
+    }
   }
-  double geo = 0;
-  for (double x : ratios) geo += std::log(x);
-  geo = std::exp(geo / ratios.size());
-  std::printf("{\"workload\":\"%s\",\"group\":\"%s\",\"kernel\":\"%s\",\"params\":%s,"
-              "\"threads\":%d,\"rounds\":%d,\"ratio_median\":%.4g,\"ratio_geomean\":%.4g,"
-              "\"ktune_symbol\":\"%s\",\"ktune_checked\":%s,\"times_ms\":{",
-              w.id.c_str(), w.group.c_str(), w.ktune_kernel().c_str(), w.params_json().c_str(),
-              threads, rounds, median(ratios), geo, cs[kt].r.impl.c_str(),
-              cs[kt].checked ? "true" : "false");
-  for (size_t i = 0; i < n; ++i) {
-    std::printf("%s\"%s %s\":[", i ? "," : "", cs[i].r.lib.c_str(), cs[i].r.variant.c_str());
-    for (size_t k = 0; k < ms[i].size(); ++k) std::printf("%s%.6g", k ? "," : "", ms[i][k]);
-    std::printf("]");
+  // One JSON line per ktune kernel, with the baselines' times of the same rounds.
+  for (size_t k = nb; k < n; ++k) {
+    const std::vector<double>& rk = ratios[k - nb];
+    double geo = 0;
+    for (double x : rk) geo += std::log(x);
+    geo = std::exp(geo / rk.size());
+    std::printf("{\"workload\":\"%s\",\"group\":\"%s\",\"kernel\":\"%s\",\"params\":%s,"
+                "\"threads\":%d,\"rounds\":%d,\"slice_ms\":%g,\"contenders\":%zu,"
+                "\"ratio_median\":%.4g,\"ratio_geomean\":%.4g,"
+                "\"ktune_symbol\":\"%s\",\"ktune_checked\":%s,\"times_ms\":{",
+                w.id.c_str(), w.group.c_str(), w.ktune_kernel().c_str(), w.params_json().c_str(), threads,
+                rounds, slice_ms, n, median(rk), geo, cs[k].r.impl.c_str(),
+                cs[k].checked ? "true" : "false");
+    bool first = true;
+    for (size_t i = 0; i < n; ++i) {
+      if (i >= nb && i != k) continue;
+      std::printf("%s\"%s %s\":[", first ? "" : ",", cs[i].r.lib.c_str(), cs[i].r.variant.c_str());
+      first = false;
+      for (size_t q = 0; q < ms[i].size(); ++q) std::printf("%s%.6g", q ? "," : "", ms[i][q]);
+      std::printf("]");
+    }
+    std::printf("},\"ratios\":[");
+    for (size_t q = 0; q < rk.size(); ++q) std::printf("%s%.4g", q ? "," : "", rk[q]);
+    std::printf("],\"ok\":%s}\n", failures ? "false" : "true");
+    std::fprintf(stderr, "%-28s %s / best baseline, %d rounds side by side: median %.3f (geomean %.3f)\n",
+                 w.id.c_str(), kernels[k - nb].first.c_str(), rounds, median(rk), geo);
   }
-  std::printf("},\"ratios\":[");
-  for (size_t k = 0; k < ratios.size(); ++k) std::printf("%s%.4g", k ? "," : "", ratios[k]);
-  std::printf("],\"ok\":%s}\n", failures ? "false" : "true");
   std::fflush(stdout);
-  std::fprintf(stderr, "%-28s ktune/best baseline, %d rounds side by side: median %.3f (geomean %.3f)", w.id.c_str(), rounds, median(ratios), geo);
-  for (size_t i = 0; i < n; ++i)
-    std::fprintf(stderr, "; %s %s median %.4f ms", cs[i].r.lib.c_str(), cs[i].r.variant.c_str(), median(ms[i]));
-  std::fprintf(stderr, "\n");
+  for (size_t i = 0; i < nb; ++i)
+    std::fprintf(stderr, "%-28s %s %s median %.4f ms\n", w.id.c_str(), cs[i].r.lib.c_str(),
+                 cs[i].r.variant.c_str(), median(ms[i]));
   return failures;
 }
 
@@ -663,7 +689,7 @@ int run_versus(const Workload& w, Dnnl& dnnl_ctx, const std::string& so, const s
   std::fprintf(stderr,
                "baselines: %s\nusage: baselines [--lib onednn|openblas|all] [--threads T] "
                "[--quick] [--groups matmul,resnet18_conv,mobilenet_dw] [--only ID,...] "
-               "[--min-group-ms MS] [--repeat R] [--no-check] [--versus SO HEADER [--rounds R]] | --list [--quick] [--groups ...] [--only ...]\n",
+               "[--min-group-ms MS] [--repeat R] [--no-check] [--versus SO HEADER ... [--rounds R] [--slice-ms MS]] | --list [--quick] [--groups ...] [--only ...]\n",
                msg);
   std::exit(2);
 }
@@ -675,8 +701,9 @@ int main(int argc, char** argv) {
   int threads = 1;
   bool quick = false, list = false, check = true;
   std::set<std::string> groups, only;
-  std::string versus_so, versus_header;
-  int rounds = 12;
+  std::vector<std::pair<std::string, std::string>> versus;  // --versus SO HEADER, may repeat
+  int rounds = 200;
+  double slice_ms = 5;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -696,8 +723,12 @@ int main(int argc, char** argv) {
     else if (a == "--only") only = split_csv(value());
     else if (a == "--min-group-ms") g_min_group_ms = std::atof(value().c_str());
     else if (a == "--repeat") g_repeat = std::atoi(value().c_str());
-    else if (a == "--versus") versus_so = value(), versus_header = value();
+    else if (a == "--versus") {
+      std::string so = value();
+      versus.emplace_back(so, value());
+    }
     else if (a == "--rounds") rounds = std::atoi(value().c_str());
+    else if (a == "--slice-ms") slice_ms = std::atof(value().c_str());
     else if (a == "-h" || a == "--help") usage("help");
     else usage(("unknown argument " + a).c_str());
   }
@@ -719,18 +750,19 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  if (!versus_so.empty() && work.size() != 1) usage("--versus needs exactly one workload (--only ID)");
+  if (!versus.empty() && work.size() != 1) usage("--versus needs exactly one workload (--only ID)");
   if (rounds < 1) usage("--rounds must be >= 1");
+  if (!(slice_ms > 0 && slice_ms <= 10000)) usage("--slice-ms must be in (0, 10000]");
   bool use_dnnl = lib != "openblas", use_blas = lib != "onednn";
   if (use_dnnl) omp_set_num_threads(threads);
   if (use_blas) openblas_set_num_threads(threads);
 
   Dnnl dnnl_ctx;
   int failures = 0;
-  if (!versus_so.empty()) {
+  if (!versus.empty()) {
     try {
-      return run_versus(work[0], dnnl_ctx, versus_so, versus_header, threads, rounds, use_dnnl,
-                        use_blas, check) ? 1 : 0;
+      return run_versus(work[0], dnnl_ctx, versus, threads, rounds, slice_ms, use_dnnl, use_blas,
+                        check) ? 1 : 0;
     } catch (const BadKernelFiles& e) {
       std::fprintf(stderr, "baselines: %s: %s\n", work[0].id.c_str(), e.what());
       return 2;
