@@ -96,6 +96,8 @@ json to_json(const Record& r) {
                  {"median_ms", r.median_ms},
                  {"gflops", r.gflops},
                  {"compile_ms", r.compile_ms}};
+  if (r.anchor_ms > 0)
+    j["result"]["anchor"] = {{"trial", r.anchor_trial}, {"ms", r.anchor_ms}, {"raw_ms", r.raw_ms}};
   j["phase"] = r.phase;
   j["trial"] = r.trial;
   j["timestamp"] = r.timestamp;
@@ -156,6 +158,12 @@ Record record_from_json(const json& j) {
   r.median_ms = get<double>(res, "median_ms", "result.");
   r.gflops = get<double>(res, "gflops", "result.");
   r.compile_ms = get<double>(res, "compile_ms", "result.");
+  if (res.contains("anchor")) {  // optional: records timed on their own have none
+    const json& a = res.at("anchor");
+    r.anchor_trial = get<int>(a, "trial", "result.anchor.");
+    r.anchor_ms = get<double>(a, "ms", "result.anchor.");
+    r.raw_ms = get<double>(a, "raw_ms", "result.anchor.");
+  }
   r.phase = get<std::string>(j, "phase");
   r.trial = get<int>(j, "trial");
   r.timestamp = get<std::string>(j, "timestamp");

@@ -150,7 +150,10 @@ json result_to_json(const MeasureResult& r) {
           {"number", r.timing.number},
           {"gflops", r.gflops},
           {"compile_ms", r.compile_ms},
-          {"rel_error", std::isfinite(r.rel_error) ? json(r.rel_error) : json(nullptr)}};
+          {"rel_error", std::isfinite(r.rel_error) ? json(r.rel_error) : json(nullptr)},
+          {"anchor_ms", r.anchor_ms},
+          {"anchor_key", r.anchor_key},
+          {"raw_median_ms", r.raw_median_ms}};
 }
 
 MeasureResult result_from_json(const json& j) {
@@ -163,6 +166,9 @@ MeasureResult result_from_json(const json& j) {
   r.gflops = j.at("gflops").get<double>();
   r.compile_ms = j.at("compile_ms").get<double>();
   r.rel_error = j.at("rel_error").is_null() ? INFINITY : j.at("rel_error").get<double>();
+  r.anchor_ms = j.at("anchor_ms").get<double>();
+  r.anchor_key = j.at("anchor_key").get<std::string>();
+  r.raw_median_ms = j.at("raw_median_ms").get<double>();
   return r;
 }
 
@@ -495,8 +501,11 @@ struct IsolatedMeasurer::Impl {
           candidates.push_back({{"steps", schedule::steps_to_json(states[j].steps())}, {"fault", fault_name(*fault[j])}});
           slot[j] = k;
         }
+        json msg = {{"type", "compile"}, {"candidates", std::move(candidates)}};
+        if (const std::optional<AnchorSpec> a = hooks.anchor ? hooks.anchor() : std::nullopt)
+          msg["anchor"] = {{"steps", schedule::steps_to_json(a->state.steps())}, {"key", a->key}, {"ms", a->ms}};
         const auto t0 = Clock::now();
-        send({{"type", "compile"}, {"candidates", std::move(candidates)}});
+        send(msg);
         wait_compiled(members, known, alone);
         group_worker = starts;
         stats.round_trip_ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();

@@ -80,7 +80,10 @@ void Measurer::compute_reference() {
   debug(1) << "reference for " << dag_->kernel << " computed by the " << reference_.kind << "\n";
 }
 
-MeasureResult Measurer::measure(const schedule::State& state) { return measure(state, MeasureOptions{}); }
+MeasureResult Measurer::measure(const schedule::State& state) {
+  clear_anchor();  // one candidate on its own, as MeasureBackend::measure promises
+  return measure(state, MeasureOptions{});
+}
 
 MeasureResult Measurer::measure(const schedule::State& state, const MeasureOptions& opt, MeasureObserver* observer) {
   CompiledCandidate c = compile(state, observer);
@@ -152,6 +155,11 @@ MeasureResult Measurer::run(CompiledCandidate& c, const MeasureOptions& opt, Mea
   // enough (its timing would cost about 7 such runs); a shorter one is always timed (its
   // timing costs a few groups, and one short cold run is mostly noise).
   const bool long_run = run_ms >= timing_.min_repeat_ms;
+  const auto anchored = [&] {
+    r.timing = time_anchored(*k, args, timing_.repeat, &r.raw_median_ms);
+    r.anchor_ms = anchor_ms_;
+    r.anchor_key = anchor_key_;
+  };
   if (long_run && opt.slow_cutoff_ms > 0 && run_ms > opt.slow_cutoff_ms) {
     r.timing.group_means_ms = {run_ms};
     r.timing.median_ms = run_ms;
@@ -164,7 +172,9 @@ MeasureResult Measurer::run(CompiledCandidate& c, const MeasureOptions& opt, Mea
     runtime::TimingOptions first = timing_;
     first.repeat = 1;
     r.timing = k->time(args, first);
-    if (r.timing.median_ms <= opt.slow_cutoff_ms) {
+    if (r.timing.median_ms <= opt.slow_cutoff_ms && anchor_) {
+      anchored();  // the first group only decided the cutoff: it is on another scale
+    } else if (r.timing.median_ms <= opt.slow_cutoff_ms) {
       runtime::TimingOptions rest = timing_;
       rest.warmup = 0;
       rest.number = r.timing.number;
@@ -180,12 +190,109 @@ MeasureResult Measurer::run(CompiledCandidate& c, const MeasureOptions& opt, Mea
     }
   } else {
     obs.on_phase(MeasurePhase::Time, run_ms);
-    runtime::TimingOptions timing = timing_;
-    if (long_run) timing.warmup = 0;
-    r.timing = k->time(args, timing);
+    if (anchor_) {
+      anchored();
+    } else {
+      runtime::TimingOptions timing = timing_;
+      if (long_run) timing.warmup = 0;
+      r.timing = k->time(args, timing);
+    }
   }
   r.gflops = r.timing.median_ms > 0 ? dag_->flop_count() / (r.timing.median_ms * 1e6) : 0;
   return r;
+}
+
+std::vector<void*> Measurer::args() {
+  std::vector<void*> a;
+  for (auto& b : inputs_) a.push_back(b.data());
+  for (auto& b : outputs_) a.push_back(b.data());
+  return a;
+}
+
+namespace {
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+}  // namespace
+
+runtime::Timing Measurer::time_anchored(runtime::CompiledKernel& k, const std::vector<void*>& args, int pairs,
+                                        double* raw_median_ms) {
+  KT_CHECK(anchor_, "anchored timing without an anchor");
+  runtime::CompiledKernel& a = *anchor_;
+  for (int i = 0; i < timing_.warmup; ++i) a.run(args), k.run(args);
+  // Calibration: one timed run of each decides how many runs make half a timing group, so a
+  // pair lasts about as long as one group of unanchored timing.
+  const auto calls = [&](runtime::CompiledKernel& x) {
+    const auto t0 = std::chrono::steady_clock::now();
+    x.run(args);
+    return int(std::clamp(std::ceil(0.5 * timing_.min_repeat_ms / std::max(ms_since(t0), 1e-6)), 1.0, 1e9));
+  };
+  const int nk = calls(k), na = calls(a);
+  const auto group = [&](runtime::CompiledKernel& x, int n) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i) x.run(args);
+    return ms_since(t0) / n;
+  };
+  runtime::Timing out;
+  out.number = nk;
+  std::vector<double> raw;
+  const auto start = std::chrono::steady_clock::now();
+  for (int p = 0; p < std::max(1, pairs); ++p) {
+    double tk, ta;
+    if (p % 2 == 0) {
+      ta = group(a, na);
+      tk = group(k, nk);
+    } else {
+      tk = group(k, nk);
+      ta = group(a, na);
+    }
+    raw.push_back(tk);
+    out.group_means_ms.push_back(tk / ta * anchor_ms_);
+    if (ms_since(start) > timing_.max_total_ms) break;
+  }
+  out.median_ms = median_of(out.group_means_ms);
+  if (raw_median_ms) *raw_median_ms = median_of(raw);
+  return out;
+}
+
+double Measurer::set_anchor(const AnchorSpec& spec) {
+  if (anchor_ && spec.key == anchor_key_) {
+    if (spec.ms > 0) anchor_ms_ = spec.ms;
+    return anchor_ms_;
+  }
+  CompiledCandidate c = compile(spec.state);
+  double ms = spec.ms;
+  try {
+    KT_CHECK(c.kernel, "the anchor does not compile: ", c.result.message);
+    std::vector<void*> a = args();
+    c.kernel->run(a);
+    for (size_t i = 0; i < outputs_.size(); ++i)
+      KT_CHECK(runtime::relative_l2_error(outputs_[i], reference_.outputs[i]) <=
+                   runtime::tolerance_for(outputs_[i].dtype()),
+               "the anchor computes wrong values");
+    if (ms <= 0 && anchor_) ms = time_anchored(*c.kernel, a, 2 * timing_.repeat, nullptr).median_ms;
+    if (ms <= 0) ms = c.kernel->time(a, timing_).median_ms;
+  } catch (const std::exception& e) {
+    debug(1) << "no anchor: " << e.what() << "\n";
+    clear_anchor();
+    return 0;
+  }
+  anchor_ = std::move(c.kernel);
+  anchor_key_ = spec.key;
+  anchor_ms_ = ms;
+  debug(1) << "anchor " << spec.key.substr(0, 16) << "...: " << ms << " ms\n";
+  return ms;
+}
+
+void Measurer::clear_anchor() {
+  anchor_.reset();
+  anchor_key_.clear();
+  anchor_ms_ = 0;
 }
 
 std::vector<MeasureResult> Measurer::measure_batch(const std::vector<schedule::State>& states,
@@ -195,6 +302,9 @@ std::vector<MeasureResult> Measurer::measure_batch(const std::vector<schedule::S
   std::vector<MeasureResult> out;
   for (size_t first = 0; first < states.size(); first += group) {
     if (!keep_going()) break;
+    std::optional<AnchorSpec> a = hooks.anchor ? hooks.anchor() : std::nullopt;
+    if (a) set_anchor(*a);
+    else clear_anchor();
     std::vector<CompiledCandidate> compiled(std::min(group, states.size() - first));
     parallel_for_each(compiled.size(), runner_->threads(),
                       [&](size_t i) { compiled[i] = compile(states[first + i]); });

@@ -255,6 +255,7 @@ TuningTask::TuningTask(std::shared_ptr<const te::ComputeDAG> dag, target::Target
       const bool past = deadline_ && std::chrono::steady_clock::now() >= *deadline_;
       return !stop_requested() && !past;
     };
+    hooks.anchor = [this] { return anchor(); };
     hooks.options = [&](size_t) {
       MeasureOptions o;
       const double scale_ms = result_.best ? result_.best->median_ms : backend_->reference_ms();
@@ -349,6 +350,14 @@ TuneResult TuningTask::result() const {
   return r;
 }
 
+std::optional<AnchorSpec> TuningTask::anchor() {
+  if (!opt_.anchored || top_.empty()) return std::nullopt;
+  const Top& best = top_.front();
+  anchor_trial_[best.key] = best.trial;
+  const auto known = anchor_ms_.find(best.key);
+  return AnchorSpec{best.state, best.key, known == anchor_ms_.end() ? 0.0 : known->second};
+}
+
 void TuningTask::record(const schedule::State& st, const MeasureResult& m) {
   ++result_.trials;
   log::Record rec = log::make_record(*dag_, target_, opt_.threads);
@@ -364,6 +373,13 @@ void TuningTask::record(const schedule::State& st, const MeasureResult& m) {
     rec.times_ms = m.timing.group_means_ms;
     rec.median_ms = m.timing.median_ms;
     rec.gflops = m.gflops;
+    if (m.anchor_ms > 0) {
+      anchor_ms_[m.anchor_key] = m.anchor_ms;
+      const auto t = anchor_trial_.find(m.anchor_key);
+      rec.anchor_trial = t == anchor_trial_.end() ? 0 : t->second;
+      rec.anchor_ms = m.anchor_ms;
+      rec.raw_ms = m.raw_median_ms;
+    }
     if (!result_.best || rec.median_ms < result_.best->median_ms) {
       result_.best = rec;
       result_.best_steps_text = st.steps_text();
@@ -393,6 +409,7 @@ int TuningTask::step(int n, const std::function<void(const TuneProgress&)>& on_p
     // a candidate slower than kSlowCutoffFactor x the best so far is timed by one run.
     BatchHooks hooks;
     hooks.keep_going = [&] { return !stop_requested() && !past_deadline(); };
+    hooks.anchor = [this] { return anchor(); };
     hooks.options = [&](size_t) {
       MeasureOptions o;
       if (result_.best) o.slow_cutoff_ms = kSlowCutoffFactor * result_.best->median_ms;

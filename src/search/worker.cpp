@@ -270,6 +270,20 @@ int worker_main(int argc, char** argv) {
       const auto t0 = std::chrono::steady_clock::now();
       const json& candidates = msg.at("candidates");
       group.clear();
+      // The group's anchor (measurer.h): kept when it is the current one, else compiled,
+      // checked and (without a time from the tuner) timed against the current one.
+      if (msg.contains("anchor")) {
+        try {
+          const json& a = msg.at("anchor");
+          measurer->set_anchor(AnchorSpec{schedule::replay(dag, schedule::steps_from_json(a.at("steps"))),
+                                          a.at("key").get<std::string>(), a.value("ms", 0.0)});
+        } catch (const std::exception& e) {
+          debug(1) << "ktune-worker: no anchor: " << e.what() << "\n";
+          measurer->clear_anchor();
+        }
+      } else {
+        measurer->clear_anchor();
+      }
       group.resize(candidates.size());
       for (size_t i = 0; i < group.size(); ++i) {
         Fault fault = Fault::None;

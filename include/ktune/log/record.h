@@ -51,6 +51,12 @@ struct Record {
   double median_ms = 0;
   double gflops = 0;
   double compile_ms = 0;
+  // Anchored timing (docs/log-format.md): the times above are the candidate's group times
+  // divided by those of the anchor (trial anchor_trial of this run) in alternating groups,
+  // times the anchor's time anchor_ms; raw_ms is the candidate's own median group time.
+  // anchor_ms == 0: timed on its own.
+  int anchor_trial = 0;
+  double anchor_ms = 0, raw_ms = 0;
   std::string phase = "explore";  // explore | refine | sample
   int trial = 0;
   std::string timestamp;  // ISO 8601, UTC

@@ -33,7 +33,23 @@ struct MeasureResult {
   double gflops = 0;
   double compile_ms = 0;
   double rel_error = 0;
+  // Anchored timing (Measurer::set_anchor): the anchor's time on the tune's scale and its
+  // canonical key, and the candidate's own median group time, before normalization. anchor_ms
+  // is 0 when the candidate was timed on its own.
+  double anchor_ms = 0;
+  std::string anchor_key;
+  double raw_median_ms = 0;
   bool valid() const { return error == runtime::ErrorClass::None; }
+};
+
+// The kernel a batch's candidates are timed against (BatchHooks::anchor): a valid candidate
+// of the same workload (the tuner's best so far), its canonical key, and its time on the
+// tune's scale when known (a restarted worker gets it back), else 0: the backend then times it
+// against its current anchor (or on its own when it has none).
+struct AnchorSpec {
+  schedule::State state;
+  std::string key;
+  double ms = 0;
 };
 
 // The phases of one measurement. Compile: replay, lower and compile; Run: the verification
@@ -99,6 +115,9 @@ struct BatchHooks {
   std::function<MeasureOptions(size_t i)> options;
   // Candidate i's result, as soon as it has one (before the next candidate runs).
   std::function<void(size_t i, const MeasureResult&)> done;
+  // Asked before each group is compiled: the kernel to time the group's candidates against
+  // (none: each candidate timed on its own).
+  std::function<std::optional<AnchorSpec>()> anchor;
 };
 
 // Measures candidates of one workload. Implementations: Measurer (in this process) and
@@ -143,6 +162,15 @@ class Measurer : public MeasureBackend {
   MeasureResult run(CompiledCandidate& c, const MeasureOptions& opt, MeasureObserver* observer = nullptr);
   const std::string& reference_kind() const override { return reference_.kind; }
   double reference_ms() const override { return reference_.naive_ms; }
+  // Anchored timing (docs/architecture.md, "Anchored timing"): from now on every candidate is
+  // timed in alternating groups with `a`'s kernel, and its time is the median over the pairs
+  // of (its group time / the anchor's) times the anchor's time a.ms, so that the machine's
+  // speed changes between candidates (tens of percent here, over seconds) cancel. With a.ms
+  // <= 0 the anchor's time is measured: against the current anchor, else on its own. An
+  // anchor with the current key is kept. Returns the anchor's time, or 0 when it cannot be
+  // compiled or run (then candidates are timed on their own).
+  double set_anchor(const AnchorSpec& a);
+  void clear_anchor();
   const Reference& reference() const { return reference_; }
   const te::ComputeDAG& dag() const { return *dag_; }
   runtime::CpuRunner& runner() { return *runner_; }
@@ -152,9 +180,17 @@ class Measurer : public MeasureBackend {
 
   std::shared_ptr<const te::ComputeDAG> dag_;
   std::unique_ptr<runtime::CpuRunner> runner_;
+  // Times `k` against the anchor: `pairs` pairs of groups (order alternating), each group at
+  // least half a timing group long; group times normalized to the anchor's time.
+  runtime::Timing time_anchored(runtime::CompiledKernel& k, const std::vector<void*>& args, int pairs,
+                                double* raw_median_ms);
+  std::vector<void*> args();
   runtime::TimingOptions timing_;
   std::vector<runtime::HostBuffer> inputs_, outputs_;
   Reference reference_;
+  std::unique_ptr<runtime::CompiledKernel> anchor_;
+  std::string anchor_key_;
+  double anchor_ms_ = 0;
 };
 
 // Isolated measurement settings (DESIGN §8; the backend is in isolated.h).

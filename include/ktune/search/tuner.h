@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -57,6 +58,10 @@ struct TuneOptions {
   // measurements.
   int remeasure_top = 0;
   int remeasure_rounds = 2;
+  // Anchored timing (measurer.h, Measurer::set_anchor): candidates are timed against the best
+  // so far in alternating groups, which cancels the machine's speed changes between
+  // candidates. Off (--no-anchor): each candidate timed on its own.
+  bool anchored = true;
 
   // Candidates the strategy measures at most: budget, plus refine_budget for two-phase.
   int total_budget() const;
@@ -199,6 +204,11 @@ class TuningTask {
   };
   void add_top(const schedule::State& st, double median_ms, int trial);
   std::vector<Top> top_;  // the best valid candidates, fastest first (at most kTopKept)
+  // The anchor of the next group of candidates: the best so far, with its time on the tune's
+  // scale when a result has reported it (opt_.anchored; none before a valid candidate).
+  std::optional<AnchorSpec> anchor();
+  std::unordered_map<std::string, double> anchor_ms_;  // anchor key -> its time, from results
+  std::unordered_map<std::string, int> anchor_trial_;  // anchor key -> its trial
 };
 
 // The records of a log that a resumed tune of `dag` on `t` with `threads` threads takes over:
