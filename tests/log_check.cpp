@@ -1,9 +1,11 @@
 // ktune_log_check LOG: reads a tuning log with ktune's reader and checks what the robustness
 // scripts (scripts/kill9_resume.sh, scripts/fault_inject.sh) rely on. Prints one line:
-//   records N skipped S trials-contiguous yes|no unique yes|no
-// then, for logs with injected faults, the error counts per class and per injected fault, and
+//   records N skipped S trials-contiguous yes|no unique yes|no final F final-ok yes|no
+// (N: the search's records; F: records of the final ranking, phase "final", each of which must
+// re-measure a candidate logged before it, under that candidate's trial number) then, for logs with injected faults, the error counts per class and per injected fault, and
 // how many injected faults were classified other than expected. Exit code: 0 when the log
-// parses, the trials of each workload run 1..n in file order and no candidate appears twice
+// parses, the trials of each workload run 1..n in file order, no candidate appears twice
+// and every final record matches an earlier record
 // (and, with --faults, every injected fault was classified as expected and no candidate
 // without a fault failed); 1 otherwise; 2 when the log cannot be read.
 #include <cstdio>
@@ -37,8 +39,27 @@ int main(int argc, char** argv) {
   bool contiguous = true, unique = true;
   std::map<std::string, int> by_class, by_fault;
   int injected = 0, misclassified = 0, unexpected_errors = 0;
+  std::map<std::string, std::map<int, std::string>> key_of_trial;  // workload -> trial -> candidate
+  int searched = 0, finals = 0;
+  bool finals_ok = true;
   for (const auto& r : c.records) {
     const std::string w = r.workload.key();
+    if (r.phase == "final") {
+      ++finals;
+      std::string key;
+      try {
+        key = schedule::canonical_key(schedule::steps_from_json(r.steps));
+      } catch (const UserError&) {
+      }
+      const auto it = key_of_trial[w].find(r.trial);
+      finals_ok = finals_ok && !key.empty() && it != key_of_trial[w].end() && it->second == key;
+      continue;
+    }
+    ++searched;
+    try {
+      key_of_trial[w][r.trial] = schedule::canonical_key(schedule::steps_from_json(r.steps));
+    } catch (const UserError&) {
+    }
     contiguous = contiguous && r.trial == ++next_trial[w];
     try {
       unique = keys[w].insert(schedule::canonical_key(schedule::steps_from_json(r.steps))).second && unique;
@@ -64,10 +85,11 @@ int main(int argc, char** argv) {
                 << "', expected '" << want << "'\n";
     }
   }
-  std::cout << "records " << c.records.size() << " skipped " << c.warnings.size() << " trials-contiguous "
-            << (contiguous ? "yes" : "no") << " unique " << (unique ? "yes" : "no") << "\n";
+  std::cout << "records " << searched << " skipped " << c.warnings.size() << " trials-contiguous "
+            << (contiguous ? "yes" : "no") << " unique " << (unique ? "yes" : "no") << " final " << finals
+            << " final-ok " << (finals_ok ? "yes" : "no") << "\n";
   for (const auto& w : c.warnings) std::cout << "  skipped: " << w << "\n";
-  bool ok = contiguous && unique;
+  bool ok = contiguous && unique && finals_ok;
   if (faults) {
     std::cout << "injected " << injected << ":";
     for (const auto& [k, v] : by_fault) std::cout << " " << k << " " << v;

@@ -410,3 +410,75 @@ TEST_CASE("a record cut short by a killed run is skipped, also once the log goes
   CHECK_THROWS_WITH(log::parse_log(line + "hello\n" + line, "x.jsonl"), Catch::Contains("x.jsonl:2:"));
   std::filesystem::remove(path);
 }
+
+TEST_CASE("anchored timing normalizes to the anchor's time, in process and in a worker", "[isolated][anchor]") {
+  auto dag = shipped("matmul", {{"M", 32}, {"N", 24}, {"K", 16}});
+  const target::Target t = target::host_target();
+  const runtime::TimingOptions quick = quick_timing();
+  search::IsolatedMeasurer isolated(dag, t, 2, quick, isolated_options());
+  search::Measurer local(dag, t, 2, quick);
+  search::RandomSampler sampler(dag, t, 5);
+  const schedule::State a = sampler.sample(), b = sampler.sample();
+  const std::string key = schedule::canonical_key(a.steps());
+  // The anchor's logged time is far from its real one (microseconds), so that a time not
+  // normalized to it shows: the anchor timed against itself takes the anchor's time.
+  search::BatchHooks hooks;
+  hooks.anchor = [&] { return std::optional<search::AnchorSpec>(search::AnchorSpec{a, key, 0, 1000}); };
+  for (search::MeasureBackend* m : {static_cast<search::MeasureBackend*>(&isolated), static_cast<search::MeasureBackend*>(&local)}) {
+    const std::vector<search::MeasureResult> r = m->measure_batch({a, b}, hooks);
+    REQUIRE(r.size() == 2);
+    for (const auto& x : r) {
+      INFO(x.message);
+      REQUIRE(x.valid());
+      CHECK(x.anchor_ms == 1000);
+      CHECK(x.anchor_key == key);
+      CHECK(x.raw_median_ms > 0);
+      CHECK(x.raw_median_ms < 100);
+    }
+    CHECK(r[0].timing.median_ms > 500);
+    CHECK(r[0].timing.median_ms < 2000);
+    // Without the hook, candidates are timed on their own again.
+    const search::MeasureResult own = m->measure(b);
+    CHECK(own.valid());
+    CHECK(own.anchor_ms == 0);
+    CHECK(own.timing.median_ms < 100);
+  }
+}
+
+TEST_CASE("the final ranking times every candidate in the same rounds, in process and in a worker", "[isolated][rank]") {
+  auto dag = shipped("matmul", {{"M", 32}, {"N", 24}, {"K", 16}});
+  const target::Target t = target::host_target();
+  const runtime::TimingOptions quick = quick_timing();
+  search::IsolatedMeasurer isolated(dag, t, 2, quick, isolated_options());
+  search::Measurer local(dag, t, 2, quick);
+  search::RandomSampler sampler(dag, t, 9);
+  std::vector<schedule::State> states;
+  for (int i = 0; i < 3; ++i) states.push_back(sampler.sample());
+  search::RankOptions ro;
+  ro.rounds = 6;
+  ro.slice_ms = 1;
+  for (search::MeasureBackend* m : {static_cast<search::MeasureBackend*>(&isolated), static_cast<search::MeasureBackend*>(&local)}) {
+    const std::vector<search::MeasureResult> r = m->rank(states, ro);
+    REQUIRE(r.size() == 3);
+    for (const auto& x : r) {
+      INFO(x.message);
+      REQUIRE(x.valid());
+      CHECK(x.timing.group_means_ms.size() == 6);
+      CHECK(x.timing.median_ms > 0);
+      CHECK(x.gflops > 0);
+    }
+  }
+  CHECK(isolated.worker_starts() == 1);  // ranked in one worker, not by the fallback
+}
+
+TEST_CASE("a log's best view prefers the final ranking's pick to a faster search measurement", "[log]") {
+  auto dag = shipped("matmul", {{"M", 8}, {"N", 8}, {"K", 8}});
+  log::Record fast = log::make_record(*dag, target::host_target(), 1), fin = fast, slow = fast;
+  fast.trial = 1, fast.median_ms = 1.0, fast.phase = "explore";
+  slow.trial = 2, slow.median_ms = 3.0, slow.phase = "final";
+  fin.trial = 3, fin.median_ms = 2.0, fin.phase = "final";
+  const std::vector<log::Record> best = log::best_records({fast, slow, fin});
+  REQUIRE(best.size() == 1);
+  CHECK(best[0].trial == 3);
+  CHECK(log::best_records({fast})[0].trial == 1);
+}

@@ -55,6 +55,7 @@ int run_model_eval(const ModelEvalFlags& f, const te::KernelRegistry& reg) {
     log::LogContents c = log::read_log(path, /*skip_bad_lines=*/true);
     for (const auto& w : c.warnings) std::cerr << "ktune: warning: " << w << "\n";
     for (log::Record& r : c.records) {
+      if (r.phase == "final") continue;  // re-measurements of candidates the log holds already
       const std::string key = r.workload.key() + " @" + std::to_string(r.threads) + "t";
       if (!groups.count(key)) order.push_back(key);
       groups[key].emplace_back(log_index, std::move(r));

@@ -40,7 +40,7 @@ struct TuneFlags {
   double time_budget_s = 0;
   std::vector<std::string> warm_start;
   std::string cost_model = "xgboost";
-  int remeasure = 3;
+  int remeasure = 8;
   bool print_sketches = false;  // set by `ktune sketches KERNEL ...`
   bool no_isolate = false;
   bool no_anchor = false;
@@ -68,8 +68,8 @@ void add_tune_flags(CLI::App* cmd, TuneFlags& f) {
                   "Tuning logs whose records of this kernel (any shape) train the cost model first")
       ->expected(1, -1);
   cmd->add_option("--remeasure", f.remeasure,
-                  "At the end, re-measure the best K candidates twice each, interleaved, and report the best "
-                  "sustained time as well (0: off)")
+                  "At the end, time the best K candidates against each other in interleaved rounds (the final "
+                  "ranking, logged as phase \"final\"; the log's best is its pick) (0: off)")
       ->capture_default_str();
   cmd->add_option("--cost-model", f.cost_model, "Cost model of the learning strategies: xgboost or random")
       ->capture_default_str()
@@ -277,8 +277,9 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
                 << ")\n";
       if (r.sustained)
         std::cout << "sustained: " << r.sustained->median_ms << " ms, " << r.sustained->gflops << " GFLOP/s (trial "
-                  << r.sustained->trial << ", logged at " << r.sustained->logged_ms << " ms; the best "
-                  << r.sustained->candidates << " re-measured " << r.sustained->rounds << " times each)\n";
+                  << r.sustained->trial << ", logged at " << r.sustained->logged_ms << " ms; the pick of the best "
+                  << r.sustained->candidates << " timed against each other in " << r.sustained->rounds
+                  << " rounds, which the log's best view and replay take)\n";
       std::cout << r.best_steps_text;
     } else {
       std::cout << "no valid candidate found\n";

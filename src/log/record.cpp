@@ -260,6 +260,12 @@ LogContents read_log(const std::string& path, bool skip_bad_lines) {
   return parse_log(text, path, skip_bad_lines);
 }
 
+bool better_pick(const Record& a, const Record& b) {
+  const bool fa = a.phase == "final", fb = b.phase == "final";
+  if (fa != fb) return fa;
+  return a.median_ms < b.median_ms;
+}
+
 std::vector<Record> best_records(const std::vector<Record>& records) {
   std::map<std::string, Record> best;
   std::vector<std::string> order;
@@ -270,7 +276,7 @@ std::vector<Record> best_records(const std::vector<Record>& records) {
     if (it == best.end()) {
       order.push_back(key);
       best.emplace(key, r);
-    } else if (r.median_ms < it->second.median_ms) {
+    } else if (better_pick(r, it->second)) {
       it->second = r;
     }
   }

@@ -503,7 +503,7 @@ struct IsolatedMeasurer::Impl {
         }
         json msg = {{"type", "compile"}, {"candidates", std::move(candidates)}};
         if (const std::optional<AnchorSpec> a = hooks.anchor ? hooks.anchor() : std::nullopt)
-          msg["anchor"] = {{"steps", schedule::steps_to_json(a->state.steps())}, {"key", a->key}, {"ms", a->ms}};
+          msg["anchor"] = {{"steps", schedule::steps_to_json(a->state.steps())}, {"key", a->key}, {"ms", a->ms}, {"logged_ms", a->logged_ms}};
         const auto t0 = Clock::now();
         send(msg);
         wait_compiled(members, known, alone);
@@ -527,6 +527,47 @@ struct IsolatedMeasurer::Impl {
       deliver(i, std::move(r), *fault[i], out, hooks);
     }
     return out;
+  }
+
+  // The final ranking (MeasureBackend::rank): the worker compiles the candidates as a group,
+  // then times them in rounds. Should that fail (a candidate that does not compile there, a
+  // worker that dies or overruns), each candidate is measured on its own in turns instead
+  // (the default rank), so that a failure is pinned on the candidate that causes it.
+  std::vector<MeasureResult> rank(const std::vector<schedule::State>& states, const RankOptions& ro,
+                                  MeasureBackend& self) {
+    const size_t n = states.size();
+    std::vector<size_t> members(n);
+    std::vector<std::optional<MeasureResult>> known(n);
+    std::vector<bool> alone(n, false);
+    json candidates = json::array();
+    for (size_t i = 0; i < n; ++i) {
+      members[i] = i;
+      candidates.push_back({{"steps", schedule::steps_to_json(states[i].steps())}, {"fault", "none"}});
+    }
+    if (alive() && worker_runs >= opt.recycle_after) kill_worker();
+    send({{"type", "compile"}, {"candidates", std::move(candidates)}});
+    wait_compiled(members, known, alone);
+    const bool compiled = alive() && std::none_of(known.begin(), known.end(), [](const auto& k) { return bool(k); }) &&
+                          std::none_of(alone.begin(), alone.end(), [](bool b) { return b; });
+    if (compiled && ch->send({{"type", "rank"}, {"rounds", ro.rounds}, {"slice_ms", ro.slice_ms}, {"max_ms", ro.max_ms}})) {
+      // Its rounds last about max_ms; each candidate's verification run and calibration get the
+      // run timeout on top.
+      const auto deadline = Clock::now() + seconds(4 * ro.max_ms / 1000 + 2 * opt.run_timeout_s * double(n));
+      json m;
+      if (ch->receive(m, deadline) == Channel::Got::Message && m.value("type", "") == "ranked") {
+        try {
+          std::vector<MeasureResult> out;
+          for (const json& r : m.at("results")) out.push_back(worker::result_from_json(r));
+          stats.worker_busy_ms += m.value("busy_ms", 0.0);
+          worker_runs += int(n);
+          if (out.size() == n) return out;
+        } catch (const std::exception&) {
+        }
+      }
+    }
+    debug(1) << "isolated measurement: the final ranking in one worker failed; measuring each candidate on its own\n";
+    kill_worker();
+    return self.MeasureBackend::rank(states, ro);
   }
 
   void deliver(size_t i, MeasureResult r, Fault f, std::vector<MeasureResult>& out, const BatchHooks& hooks) {
@@ -761,6 +802,9 @@ MeasureResult IsolatedMeasurer::measure(const schedule::State& state) { return i
 std::vector<MeasureResult> IsolatedMeasurer::measure_batch(const std::vector<schedule::State>& states,
                                                            const BatchHooks& hooks) {
   return impl_->measure_batch(states, hooks);
+}
+std::vector<MeasureResult> IsolatedMeasurer::rank(const std::vector<schedule::State>& states, const RankOptions& opt) {
+  return impl_->rank(states, opt, *this);
 }
 const std::string& IsolatedMeasurer::reference_kind() const { return impl_->reference_kind; }
 double IsolatedMeasurer::reference_ms() const { return impl_->reference_ms; }

@@ -17,6 +17,17 @@
 
 namespace ktune::search {
 
+namespace {
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+}  // namespace
+
 using runtime::ErrorClass;
 using runtime::HostBuffer;
 
@@ -141,16 +152,7 @@ MeasureResult Measurer::run(CompiledCandidate& c, const MeasureOptions& opt, Mea
   }
   const double run_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   obs.after_run(outputs_);
-  for (size_t i = 0; i < outputs_.size(); ++i) {
-    const double err = runtime::relative_l2_error(outputs_[i], reference_.outputs[i]);
-    r.rel_error = std::max(r.rel_error, err);
-    if (!(err <= runtime::tolerance_for(outputs_[i].dtype()))) {
-      r.error = ErrorClass::WrongAnswer;
-      r.message = detail::concat("output ", dag_->ops[dag_->outputs()[i]].name, " differs from the ",
-                                 reference_.kind, ": relative L2 error ", err);
-      return r;
-    }
-  }
+  if (!verify(r)) return r;
   // A run that lasts a group has just warmed the caches up, and stands for its time well
   // enough (its timing would cost about 7 such runs); a shorter one is always timed (its
   // timing costs a few groups, and one short cold run is mostly noise).
@@ -202,23 +204,81 @@ MeasureResult Measurer::run(CompiledCandidate& c, const MeasureOptions& opt, Mea
   return r;
 }
 
+bool Measurer::verify(MeasureResult& r) {
+  for (size_t i = 0; i < outputs_.size(); ++i) {
+    const double err = runtime::relative_l2_error(outputs_[i], reference_.outputs[i]);
+    r.rel_error = std::max(r.rel_error, err);
+    if (!(err <= runtime::tolerance_for(outputs_[i].dtype()))) {
+      r.error = ErrorClass::WrongAnswer;
+      r.message = detail::concat("output ", dag_->ops[dag_->outputs()[i]].name, " differs from the ",
+                                 reference_.kind, ": relative L2 error ", err);
+      return false;
+    }
+  }
+  return true;
+}
+
+std::vector<MeasureResult> Measurer::rank(const std::vector<schedule::State>& states, const RankOptions& opt) {
+  std::vector<CompiledCandidate> cs(states.size());
+  parallel_for_each(cs.size(), runner_->threads(), [&](size_t i) { cs[i] = compile(states[i]); });
+  return rank(cs, opt);
+}
+
+std::vector<MeasureResult> Measurer::rank(std::vector<CompiledCandidate>& cs, const RankOptions& opt) {
+  clear_anchor();
+  std::vector<MeasureResult> out(cs.size());
+  std::vector<size_t> live;
+  std::vector<int> calls(cs.size(), 1);
+  for (size_t i = 0; i < cs.size(); ++i) {
+    out[i] = cs[i].result;
+    if (!cs[i].kernel) continue;
+    std::vector<void*> a;
+    for (auto& b : inputs_) a.push_back(b.data());
+    for (auto& b : outputs_) {
+      b.poison();
+      a.push_back(b.data());
+    }
+    try {
+      cs[i].kernel->run(a);
+    } catch (const std::exception& e) {
+      out[i].error = ErrorClass::RuntimeError;
+      out[i].message = e.what();
+      continue;
+    }
+    if (!verify(out[i])) continue;
+    const auto t0 = std::chrono::steady_clock::now();
+    cs[i].kernel->run(a);
+    calls[i] = int(std::clamp(std::ceil(opt.slice_ms / std::max(ms_since(t0), 1e-6)), 1.0, 1e9));
+    live.push_back(i);
+  }
+  const std::vector<void*> a = args();
+  const auto start = std::chrono::steady_clock::now();
+  for (int r = 0; r < std::max(1, opt.rounds); ++r) {
+    for (size_t j = 0; j < live.size(); ++j) {
+      const size_t i = live[r % 2 ? live.size() - 1 - j : j];
+      runtime::CompiledKernel& k = *cs[i].kernel;
+      k.run(a);  // the caches the previous candidate emptied
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int c = 0; c < calls[i]; ++c) k.run(a);
+      out[i].timing.group_means_ms.push_back(ms_since(t0) / calls[i]);
+    }
+    if (r + 1 >= 3 && ms_since(start) > opt.max_ms) break;
+  }
+  for (size_t i : live) {
+    out[i].timing.number = calls[i];
+    out[i].timing.median_ms = median_of(out[i].timing.group_means_ms);
+    out[i].gflops = dag_->flop_count() / (out[i].timing.median_ms * 1e6);
+    cs[i].kernel.reset();
+  }
+  return out;
+}
+
 std::vector<void*> Measurer::args() {
   std::vector<void*> a;
   for (auto& b : inputs_) a.push_back(b.data());
   for (auto& b : outputs_) a.push_back(b.data());
   return a;
 }
-
-namespace {
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n == 0 ? 0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-}  // namespace
 
 runtime::Timing Measurer::time_anchored(runtime::CompiledKernel& k, const std::vector<void*>& args, int pairs,
                                         double* raw_median_ms) {
@@ -276,6 +336,7 @@ double Measurer::set_anchor(const AnchorSpec& spec) {
                    runtime::tolerance_for(outputs_[i].dtype()),
                "the anchor computes wrong values");
     if (ms <= 0 && anchor_) ms = time_anchored(*c.kernel, a, 2 * timing_.repeat, nullptr).median_ms;
+    if (ms <= 0) ms = spec.logged_ms;
     if (ms <= 0) ms = c.kernel->time(a, timing_).median_ms;
   } catch (const std::exception& e) {
     debug(1) << "no anchor: " << e.what() << "\n";
@@ -314,6 +375,29 @@ std::vector<MeasureResult> Measurer::measure_batch(const std::vector<schedule::S
       if (hooks.done) hooks.done(first + i, out.back());
     }
   }
+  return out;
+}
+
+std::vector<MeasureResult> MeasureBackend::rank(const std::vector<schedule::State>& states, const RankOptions& opt) {
+  std::vector<MeasureResult> out(states.size());
+  std::vector<bool> failed(states.size(), false);
+  const auto start = std::chrono::steady_clock::now();
+  for (int r = 0; r < std::max(1, opt.rounds); ++r) {
+    for (size_t i = 0; i < states.size(); ++i) {
+      if (failed[i]) continue;
+      const MeasureResult m = measure(states[i]);
+      if (!m.valid()) {
+        out[i] = m;
+        failed[i] = true;
+        continue;
+      }
+      out[i].compile_ms = m.compile_ms;
+      out[i].timing.group_means_ms.push_back(m.timing.median_ms);
+    }
+    if (r + 1 >= 3 && ms_since(start) > opt.max_ms) break;
+  }
+  for (size_t i = 0; i < states.size(); ++i)
+    if (!failed[i]) out[i].timing.median_ms = median_of(out[i].timing.group_means_ms);  // no flops here
   return out;
 }
 

@@ -199,6 +199,7 @@ WarmStart warm_start_model(CostModel& model, const std::vector<std::string>& log
         continue;
       }
       ++mine;
+      if (r.phase == "final") continue;  // a re-measurement of a candidate the log holds already
       if (r.target.triple != ti.triple || r.target.features != ti.features) {
         ++ws.skipped;
         continue;
@@ -273,6 +274,7 @@ void TuningTask::add_history(const std::vector<log::Record>& records) {
   std::vector<MeasureResult> results;
   std::vector<std::string> phases;
   for (const log::Record& r : records) {
+    if (r.phase == "final") continue;  // (resumable_history leaves them out already)
     measured_.insert(schedule::canonical_key(schedule::steps_from_json(r.steps)));
     ++result_.trials;
     ++result_.phase_trials[r.phase];
@@ -326,20 +328,35 @@ void TuningTask::add_top(const schedule::State& st, double median_ms, int trial)
 void TuningTask::remeasure(int top, int rounds) {
   const int k = std::min<int>(top, int(top_.size()));
   if (k <= 0 || rounds <= 0) return;
-  std::vector<std::vector<double>> ms(k);
-  for (int r = 0; r < rounds && !stop_requested(); ++r)
-    for (int i = 0; i < k && !stop_requested(); ++i) {
-      const MeasureResult m = backend_->measure(top_[i].state);
-      if (m.valid()) ms[i].push_back(m.timing.median_ms);
-    }
+  std::vector<schedule::State> states;
+  for (int i = 0; i < k; ++i) states.push_back(top_[i].state);
+  RankOptions ro;
+  ro.rounds = rounds;
+  const std::vector<MeasureResult> res = backend_->rank(states, ro);
+  // Each ranked candidate gets a record of phase "final" (its trial number, not a new trial):
+  // the log keeps the search's measurement and this one, and its best view takes the final
+  // ranking's pick (log::better_pick).
   std::optional<TuneResult::Sustained> best;
-  for (int i = 0; i < k; ++i) {
-    if (ms[i].empty()) continue;
-    std::sort(ms[i].begin(), ms[i].end());
-    const size_t n = ms[i].size();
-    const double med = n % 2 ? ms[i][n / 2] : 0.5 * (ms[i][n / 2 - 1] + ms[i][n / 2]);
-    if (best && med >= best->median_ms) continue;
-    best = TuneResult::Sustained{top_[i].trial, top_[i].median_ms, med, dag_->flop_count() / (med * 1e6), k, rounds};
+  for (int i = 0; i < k && i < int(res.size()); ++i) {
+    const MeasureResult& m = res[i];
+    log::Record rec = log::make_record(*dag_, target_, opt_.threads);
+    rec.steps = schedule::steps_to_json(top_[i].state.steps());
+    rec.phase = "final";
+    rec.trial = top_[i].trial;
+    rec.timestamp = log::now_iso8601();
+    rec.compile_ms = m.compile_ms;
+    if (m.valid() && m.timing.median_ms > 0) {
+      rec.times_ms = m.timing.group_means_ms;
+      rec.median_ms = m.timing.median_ms;
+      rec.gflops = dag_->flop_count() / (m.timing.median_ms * 1e6);
+      if (!best || rec.median_ms < best->median_ms)
+        best = TuneResult::Sustained{rec.trial, top_[i].median_ms, rec.median_ms, rec.gflops, k,
+                                     int(m.timing.group_means_ms.size())};
+    } else {
+      rec.error = runtime::error_class_name(m.valid() ? runtime::ErrorClass::RuntimeError : m.error);
+      rec.error_message = m.valid() ? "no timing in the final ranking" : m.message;
+    }
+    if (log_) log_->write(rec);
   }
   result_.sustained = best;
 }
@@ -355,7 +372,7 @@ std::optional<AnchorSpec> TuningTask::anchor() {
   const Top& best = top_.front();
   anchor_trial_[best.key] = best.trial;
   const auto known = anchor_ms_.find(best.key);
-  return AnchorSpec{best.state, best.key, known == anchor_ms_.end() ? 0.0 : known->second};
+  return AnchorSpec{best.state, best.key, known == anchor_ms_.end() ? 0.0 : known->second, best.median_ms};
 }
 
 void TuningTask::record(const schedule::State& st, const MeasureResult& m) {
@@ -453,6 +470,7 @@ std::vector<log::Record> resumable_history(const std::vector<log::Record>& recor
   std::vector<log::Record> out;
   for (const log::Record& r : records) {
     if (r.workload.kernel != w.kernel || r.workload.params != w.params || r.workload.dtype != w.dtype) continue;
+    if (r.phase == "final") continue;  // the final ranking of an earlier run: not a search trial
     const std::string prefix = "cannot resume from '" + log_path + "' (trial " + std::to_string(r.trial) + "): ";
     KT_USER_CHECK(r.workload.dag_hash == hash, prefix, "its records of ", w.key(),
                   " were measured for another definition of the kernel (DAG hash ", r.workload.dag_hash, ", now ",

@@ -276,7 +276,8 @@ int worker_main(int argc, char** argv) {
         try {
           const json& a = msg.at("anchor");
           measurer->set_anchor(AnchorSpec{schedule::replay(dag, schedule::steps_from_json(a.at("steps"))),
-                                          a.at("key").get<std::string>(), a.value("ms", 0.0)});
+                                          a.at("key").get<std::string>(), a.value("ms", 0.0),
+                                          a.value("logged_ms", 0.0)});
         } catch (const std::exception& e) {
           debug(1) << "ktune-worker: no anchor: " << e.what() << "\n";
           measurer->clear_anchor();
@@ -300,6 +301,20 @@ int worker_main(int argc, char** argv) {
       for (const auto& m : group) replay_ms += m.replay_ms;
       const double busy_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       out.send({{"type", "group"}, {"busy_ms", busy_ms}, {"replay_ms", replay_ms}});
+    } else if (type == "rank") {
+      // The final ranking of the group compiled last (measurer.h, MeasureBackend::rank).
+      const auto t0 = std::chrono::steady_clock::now();
+      RankOptions ro;
+      ro.rounds = msg.at("rounds").get<int>();
+      ro.slice_ms = msg.at("slice_ms").get<double>();
+      ro.max_ms = msg.at("max_ms").get<double>();
+      std::vector<CompiledCandidate> cs;
+      for (auto& m : group) cs.push_back(std::move(m.compiled));
+      group.clear();
+      json results = json::array();
+      for (const MeasureResult& r : measurer->rank(cs, ro)) results.push_back(worker::result_to_json(r));
+      const double busy_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      out.send({{"type", "ranked"}, {"results", std::move(results)}, {"busy_ms", busy_ms}});
     } else if (type == "run" && msg.value("index", group.size()) < group.size()) {
       const auto t0 = std::chrono::steady_clock::now();
       GroupMember& m = group[msg.at("index").get<size_t>()];

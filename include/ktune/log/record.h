@@ -57,7 +57,7 @@ struct Record {
   // anchor_ms == 0: timed on its own.
   int anchor_trial = 0;
   double anchor_ms = 0, raw_ms = 0;
-  std::string phase = "explore";  // explore | refine | sample
+  std::string phase = "explore";  // explore | refine | sample | final
   int trial = 0;
   std::string timestamp;  // ISO 8601, UTC
 
@@ -106,7 +106,12 @@ LogContents read_log(const std::string& path, bool skip_bad_lines = false);
 // The same for a log's text; `name` stands for the file in messages.
 LogContents parse_log(std::string_view text, const std::string& name, bool skip_bad_lines = false);
 
-// The best valid record per (workload, target) in a list of records.
+// Whether valid record `a` is a better pick than valid record `b` of the same workload and
+// target: a record of the final ranking (phase "final": the top candidates of a tune timed
+// against each other in interleaved rounds, the most trustworthy times in a log) beats a
+// search measurement; among equals, the lower median time wins.
+bool better_pick(const Record& a, const Record& b);
+// The best valid record per (workload, target) in a list of records (by better_pick).
 std::vector<Record> best_records(const std::vector<Record>& records);
 
 }  // namespace ktune::log

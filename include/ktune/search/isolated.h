@@ -79,6 +79,8 @@ class IsolatedMeasurer : public MeasureBackend {
   // Per group, the worker compiles the candidates in parallel, then runs them one at a time.
   std::vector<MeasureResult> measure_batch(const std::vector<schedule::State>& states,
                                            const BatchHooks& hooks = {}) override;
+  // The worker compiles the candidates as a group and times them in rounds.
+  std::vector<MeasureResult> rank(const std::vector<schedule::State>& states, const RankOptions& opt) override;
   const std::string& reference_kind() const override;
   double reference_ms() const override;
   // Workers started so far (1 + restarts), and the fault injected into the last candidate.

@@ -45,11 +45,12 @@ struct MeasureResult {
 // The kernel a batch's candidates are timed against (BatchHooks::anchor): a valid candidate
 // of the same workload (the tuner's best so far), its canonical key, and its time on the
 // tune's scale when known (a restarted worker gets it back), else 0: the backend then times it
-// against its current anchor (or on its own when it has none).
+// against its current anchor, or, without one, takes logged_ms (its time in the tuning log).
 struct AnchorSpec {
   schedule::State state;
   std::string key;
   double ms = 0;
+  double logged_ms = 0;
 };
 
 // The phases of one measurement. Compile: replay, lower and compile; Run: the verification
@@ -120,6 +121,14 @@ struct BatchHooks {
   std::function<std::optional<AnchorSpec>()> anchor;
 };
 
+// The final ranking of a tune (TuningTask::remeasure): its best candidates timed against each
+// other in rounds of one short slice each, so that all of them see the same machine.
+struct RankOptions {
+  int rounds = 40;        // at most
+  double slice_ms = 5;    // a slice: >= this many ms of calls (at least one), after one untimed call
+  double max_ms = 4000;   // stop after the round that passes this (at least 3 rounds)
+};
+
 // Measures candidates of one workload. Implementations: Measurer (in this process) and
 // IsolatedMeasurer (in a worker process, isolated.h).
 class MeasureBackend {
@@ -131,6 +140,12 @@ class MeasureBackend {
   // compile a group of candidates in parallel and honour the options.
   virtual std::vector<MeasureResult> measure_batch(const std::vector<schedule::State>& states,
                                                    const BatchHooks& hooks = {});
+  // Times valid candidates against each other (RankOptions): each is compiled once and
+  // verified, then every round times one slice of each, in an order that reverses from round
+  // to round. Per candidate: timing.group_means_ms holds its slice times and median_ms their
+  // median; or the error that stopped it. By default each candidate is measured through
+  // measure() in turns, one measurement per round (up to opt.rounds, until opt.max_ms).
+  virtual std::vector<MeasureResult> rank(const std::vector<schedule::State>& states, const RankOptions& opt);
   // How results are verified: "interpreter" or "naive schedule".
   virtual const std::string& reference_kind() const = 0;
   // The naive schedule's run time in ms when it computed the reference (0: the interpreter did).
@@ -160,13 +175,17 @@ class Measurer : public MeasureBackend {
   // candidate at a time, and frees the candidate's code.
   CompiledCandidate compile(const schedule::State& state, MeasureObserver* observer = nullptr);
   MeasureResult run(CompiledCandidate& c, const MeasureOptions& opt, MeasureObserver* observer = nullptr);
+  std::vector<MeasureResult> rank(const std::vector<schedule::State>& states, const RankOptions& opt) override;
+  // rank() on candidates compiled already (the worker compiles them as a group); frees them.
+  std::vector<MeasureResult> rank(std::vector<CompiledCandidate>& cs, const RankOptions& opt);
   const std::string& reference_kind() const override { return reference_.kind; }
   double reference_ms() const override { return reference_.naive_ms; }
   // Anchored timing (docs/architecture.md, "Anchored timing"): from now on every candidate is
   // timed in alternating groups with `a`'s kernel, and its time is the median over the pairs
   // of (its group time / the anchor's) times the anchor's time a.ms, so that the machine's
   // speed changes between candidates (tens of percent here, over seconds) cancel. With a.ms
-  // <= 0 the anchor's time is measured: against the current anchor, else on its own. An
+  // <= 0 the anchor's time is measured against the current anchor; without one it is
+  // a.logged_ms (or, without that, measured on its own): the log's scale goes on. An
   // anchor with the current key is kept. Returns the anchor's time, or 0 when it cannot be
   // compiled or run (then candidates are timed on their own).
   double set_anchor(const AnchorSpec& a);
@@ -185,6 +204,8 @@ class Measurer : public MeasureBackend {
   runtime::Timing time_anchored(runtime::CompiledKernel& k, const std::vector<void*>& args, int pairs,
                                 double* raw_median_ms);
   std::vector<void*> args();
+  // Compares the outputs with the reference: false (and r's error set) when they differ.
+  bool verify(MeasureResult& r);
   runtime::TimingOptions timing_;
   std::vector<runtime::HostBuffer> inputs_, outputs_;
   Reference reference_;

@@ -52,12 +52,13 @@ struct TuneOptions {
   // Continue the run recorded in log_path: its candidates of this workload are not measured
   // again and count against the budget (see resumable_history).
   bool resume = false;
-  // At the end, re-measure the `remeasure_top` best candidates `remeasure_rounds` times each,
-  // interleaved, and report the best sustained time (DESIGN §8: the best of hundreds of noisy
-  // measurements is optimistic). 0: no re-measurement. Not logged; the log keeps the search's
-  // measurements.
+  // The final ranking: at the end, the `remeasure_top` best candidates are timed against each
+  // other in up to `remeasure_rounds` interleaved rounds (MeasureBackend::rank) and the best
+  // sustained time is reported (DESIGN §8: the best of hundreds of noisy measurements is
+  // optimistic). Logged as records of phase "final", which the log's best view prefers.
+  // 0: no final ranking.
   int remeasure_top = 0;
-  int remeasure_rounds = 2;
+  int remeasure_rounds = 40;
   // Anchored timing (measurer.h, Measurer::set_anchor): candidates are timed against the best
   // so far in alternating groups, which cancels the machine's speed changes between
   // candidates. Off (--no-anchor): each candidate timed on its own.
@@ -105,8 +106,9 @@ struct TuneResult {
   // --warm-start: records that trained the model, and those skipped (other kernel
   // parameters that no longer replay, bad lines).
   int warm_start_records = 0, warm_start_skipped = 0;
-  // The re-measurement of the best candidates (TuneOptions::remeasure_top): the candidate
-  // with the best sustained time (median of its re-measurements), its trial and times.
+  // The final ranking of the best candidates (TuneOptions::remeasure_top): the candidate with
+  // the best sustained time (median of its slices), its trial and times, how many candidates
+  // and rounds.
   struct Sustained {
     int trial = 0;
     double logged_ms = 0, median_ms = 0, gflops = 0;
