@@ -98,6 +98,15 @@ else
 fi
 [ "$(cat keep.jsonl)" = "existing line" ] || { fail "a failing command modified keep.jsonl"; }
 
+# --anchor: once a group of candidates has a valid one, the next groups are timed against the
+# best so far and say so in the log.
+"$KTUNE" matmul --M=16 --N=32 --K=16 --budget=40 --refine-budget=0 --anchor --log=an.jsonl > an.txt 2>&1
+if [ $? -ne 0 ] || ! grep -q '"anchor":{"ms":[0-9.e-]*,"raw_ms":[0-9.e-]*,"trial":[1-9]' an.jsonl; then
+  fail "--anchor"; cat an.txt
+else
+  ok "--anchor: records timed against the best so far name it"
+fi
+
 # model-eval: both splits hold out every record they do not train on.
 for split in first random; do
   if "$KTUNE" model-eval tp.jsonl --train=6 --split=$split --json > me.json 2> me.err &&

@@ -40,7 +40,7 @@ struct TuneListFlags {
   bool dry_run = false;
   bool resume = false;
   bool no_isolate = false;
-  bool no_anchor = false;
+  bool anchor = false;
   double compile_timeout_s = 30, run_timeout_s = 10;
 };
 
@@ -121,7 +121,7 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
     task.weight = w.weight;
     task.options.threads = threads;
     task.options.strategy = f.strategy;
-    task.options.anchored = !f.no_anchor;
+    task.options.anchored = f.anchor;
     task.options.model = model;
     task.options.budget = std::max(1, budget * 3 / (4 * n));
     task.options.refine_budget = std::max(1, budget / n);
@@ -275,8 +275,8 @@ void register_tune_list_command(CLI::App& app, const te::KernelRegistry& reg, st
   cmd->add_flag("--resume", f->resume,
                 "Continue the run in the log: its candidates of these workloads are not measured again and count "
                 "against the budget");
-  cmd->add_flag("--no-anchor", f->no_anchor,
-                "Time each candidate on its own instead of against its workload's best so far");
+  cmd->add_flag("--anchor", f->anchor,
+                "Time each candidate against its workload's best so far, in alternating groups");
   cmd->add_flag("--no-isolate", f->no_isolate,
                 "Measure candidates in this process instead of worker processes (a crashing candidate then ends "
                 "the run)");

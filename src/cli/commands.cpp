@@ -43,7 +43,7 @@ struct TuneFlags {
   int remeasure = 8;
   bool print_sketches = false;  // set by `ktune sketches KERNEL ...`
   bool no_isolate = false;
-  bool no_anchor = false;
+  bool anchor = false;
   double compile_timeout_s = 30, run_timeout_s = 10;
   bool resume = false;
   std::string inject_faults;  // tests only (hidden)
@@ -86,8 +86,8 @@ void add_tune_flags(CLI::App* cmd, TuneFlags& f) {
   cmd->add_flag("--resume", f.resume,
                 "Continue the run in the log: its candidates of this kernel are not measured again and "
                 "count against the budget");
-  cmd->add_flag("--no-anchor", f.no_anchor,
-                "Time each candidate on its own instead of against the best so far in alternating groups");
+  cmd->add_flag("--anchor", f.anchor,
+                "Time each candidate against the best so far, in alternating groups, instead of on its own");
   cmd->add_flag("--no-isolate", f.no_isolate,
                 "Measure candidates in this process instead of a worker process (a crashing candidate then "
                 "ends the tune)");
@@ -153,7 +153,7 @@ int tune_kernel(const te::KernelDef& def, const std::map<std::string, int64_t>& 
   opt.log_path = f.log.empty() ? def.name + ".jsonl" : f.log;
   opt.resume = f.resume;
   opt.isolation.enabled = !f.no_isolate;
-  opt.anchored = !f.no_anchor;
+  opt.anchored = f.anchor;
   opt.isolation.compile_timeout_s = f.compile_timeout_s;
   opt.isolation.run_timeout_s = f.run_timeout_s;
   opt.isolation.inject_faults = f.inject_faults;

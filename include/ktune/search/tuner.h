@@ -59,10 +59,11 @@ struct TuneOptions {
   // 0: no final ranking.
   int remeasure_top = 0;
   int remeasure_rounds = 40;
-  // Anchored timing (measurer.h, Measurer::set_anchor): candidates are timed against the best
-  // so far in alternating groups, which cancels the machine's speed changes between
-  // candidates. Off (--no-anchor): each candidate timed on its own.
-  bool anchored = true;
+  // Anchored timing (measurer.h, Measurer::set_anchor; --anchor): candidates are timed against
+  // the best so far in alternating groups, which cancels the machine's speed drifts between
+  // candidates. Off by default: in the ninth session's side-by-side runs its tunes' picks were
+  // not faster than those of tunes without it (docs/results.md).
+  bool anchored = false;
 
   // Candidates the strategy measures at most: budget, plus refine_budget for two-phase.
   int total_budget() const;
