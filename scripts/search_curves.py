@@ -32,6 +32,8 @@ def curve(log_path, summary_path):
                 recs.append(json.loads(line))
             except json.JSONDecodeError:
                 pass
+    # The curve is the search's: the final ranking's records re-measure earlier trials.
+    recs = [r for r in recs if r.get("phase") != "final"]
     recs.sort(key=lambda r: r["trial"])
     if not recs:
         return []
