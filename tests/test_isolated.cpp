@@ -412,11 +412,13 @@ TEST_CASE("a record cut short by a killed run is skipped, also once the log goes
 }
 
 TEST_CASE("anchored timing normalizes to the anchor's time, in process and in a worker", "[isolated][anchor]") {
-  auto dag = shipped("matmul", {{"M", 32}, {"N", 24}, {"K", 16}});
+  // One thread: a kernel of a few microseconds on two threads waits for a preempted thread
+  // now and then (ctest runs tests side by side), which no timing protocol can even out.
+  auto dag = shipped("matmul", {{"M", 64}, {"N", 64}, {"K", 64}});
   const target::Target t = target::host_target();
   const runtime::TimingOptions quick = quick_timing();
-  search::IsolatedMeasurer isolated(dag, t, 2, quick, isolated_options());
-  search::Measurer local(dag, t, 2, quick);
+  search::IsolatedMeasurer isolated(dag, t, 1, quick, isolated_options());
+  search::Measurer local(dag, t, 1, quick);
   search::RandomSampler sampler(dag, t, 5);
   const schedule::State a = sampler.sample(), b = sampler.sample();
   const std::string key = schedule::canonical_key(a.steps());

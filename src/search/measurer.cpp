@@ -26,6 +26,18 @@ double median_of(std::vector<double> v) {
   const size_t n = v.size();
   return n == 0 ? 0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
+// How many runs of `k` last `target_ms`: doubled until a batch of runs lasts at least half
+// of it, then scaled (one timed run is not enough: a run slowed by a preemption would leave
+// a handful of runs per group, and groups of a few microseconds).
+int calls_for(runtime::CompiledKernel& k, const std::vector<void*>& args, double target_ms) {
+  for (int n = 1;; n *= 2) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i) k.run(args);
+    const double ms = ms_since(t0);
+    if (ms >= 0.5 * target_ms || n >= (1 << 24))
+      return int(std::clamp(std::ceil(n * target_ms / std::max(ms, 1e-6)), 1.0, 1e9));
+  }
+}
 }  // namespace
 
 using runtime::ErrorClass;
@@ -246,9 +258,7 @@ std::vector<MeasureResult> Measurer::rank(std::vector<CompiledCandidate>& cs, co
       continue;
     }
     if (!verify(out[i])) continue;
-    const auto t0 = std::chrono::steady_clock::now();
-    cs[i].kernel->run(a);
-    calls[i] = int(std::clamp(std::ceil(opt.slice_ms / std::max(ms_since(t0), 1e-6)), 1.0, 1e9));
+    calls[i] = calls_for(*cs[i].kernel, a, opt.slice_ms);
     live.push_back(i);
   }
   const std::vector<void*> a = args();
@@ -285,14 +295,9 @@ runtime::Timing Measurer::time_anchored(runtime::CompiledKernel& k, const std::v
   KT_CHECK(anchor_, "anchored timing without an anchor");
   runtime::CompiledKernel& a = *anchor_;
   for (int i = 0; i < timing_.warmup; ++i) a.run(args), k.run(args);
-  // Calibration: one timed run of each decides how many runs make half a timing group, so a
-  // pair lasts about as long as one group of unanchored timing.
-  const auto calls = [&](runtime::CompiledKernel& x) {
-    const auto t0 = std::chrono::steady_clock::now();
-    x.run(args);
-    return int(std::clamp(std::ceil(0.5 * timing_.min_repeat_ms / std::max(ms_since(t0), 1e-6)), 1.0, 1e9));
-  };
-  const int nk = calls(k), na = calls(a);
+  // Calibration: how many runs make half a timing group, so that a pair lasts about as long as
+  // one group of unanchored timing.
+  const int nk = calls_for(k, args, 0.5 * timing_.min_repeat_ms), na = calls_for(a, args, 0.5 * timing_.min_repeat_ms);
   const auto group = [&](runtime::CompiledKernel& x, int n) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < n; ++i) x.run(args);
