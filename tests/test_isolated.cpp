@@ -411,22 +411,30 @@ TEST_CASE("a record cut short by a killed run is skipped, also once the log goes
   std::filesystem::remove(path);
 }
 
+// A matmul workload measured by both backends: a worker process, and this process.
+struct BothBackends {
+  BothBackends(std::map<std::string, int64_t> params, int threads)
+      : dag(shipped("matmul", params)),
+        isolated(dag, target::host_target(), threads, quick_timing(), isolated_options()),
+        local(dag, target::host_target(), threads, quick_timing()) {}
+  std::vector<search::MeasureBackend*> backends() { return {&isolated, &local}; }
+  std::shared_ptr<const te::ComputeDAG> dag;
+  search::IsolatedMeasurer isolated;
+  search::Measurer local;
+};
+
 TEST_CASE("anchored timing normalizes to the anchor's time, in process and in a worker", "[isolated][anchor]") {
   // One thread: a kernel of a few microseconds on two threads waits for a preempted thread
   // now and then (ctest runs tests side by side), which no timing protocol can even out.
-  auto dag = shipped("matmul", {{"M", 64}, {"N", 64}, {"K", 64}});
-  const target::Target t = target::host_target();
-  const runtime::TimingOptions quick = quick_timing();
-  search::IsolatedMeasurer isolated(dag, t, 1, quick, isolated_options());
-  search::Measurer local(dag, t, 1, quick);
-  search::RandomSampler sampler(dag, t, 5);
+  BothBackends both({{"M", 64}, {"N", 64}, {"K", 64}}, 1);
+  search::RandomSampler sampler(both.dag, target::host_target(), 5);
   const schedule::State a = sampler.sample(), b = sampler.sample();
   const std::string key = schedule::canonical_key(a.steps());
   // The anchor's logged time is far from its real one (microseconds), so that a time not
   // normalized to it shows: the anchor timed against itself takes the anchor's time.
   search::BatchHooks hooks;
   hooks.anchor = [&] { return std::optional<search::AnchorSpec>(search::AnchorSpec{a, key, 0, 1000}); };
-  for (search::MeasureBackend* m : {static_cast<search::MeasureBackend*>(&isolated), static_cast<search::MeasureBackend*>(&local)}) {
+  for (search::MeasureBackend* m : both.backends()) {
     const std::vector<search::MeasureResult> r = m->measure_batch({a, b}, hooks);
     REQUIRE(r.size() == 2);
     for (const auto& x : r) {
@@ -448,18 +456,14 @@ TEST_CASE("anchored timing normalizes to the anchor's time, in process and in a 
 }
 
 TEST_CASE("the final ranking times every candidate in the same rounds, in process and in a worker", "[isolated][rank]") {
-  auto dag = shipped("matmul", {{"M", 32}, {"N", 24}, {"K", 16}});
-  const target::Target t = target::host_target();
-  const runtime::TimingOptions quick = quick_timing();
-  search::IsolatedMeasurer isolated(dag, t, 2, quick, isolated_options());
-  search::Measurer local(dag, t, 2, quick);
-  search::RandomSampler sampler(dag, t, 9);
+  BothBackends both({{"M", 32}, {"N", 24}, {"K", 16}}, 2);
+  search::RandomSampler sampler(both.dag, target::host_target(), 9);
   std::vector<schedule::State> states;
   for (int i = 0; i < 3; ++i) states.push_back(sampler.sample());
   search::RankOptions ro;
   ro.rounds = 6;
   ro.slice_ms = 1;
-  for (search::MeasureBackend* m : {static_cast<search::MeasureBackend*>(&isolated), static_cast<search::MeasureBackend*>(&local)}) {
+  for (search::MeasureBackend* m : both.backends()) {
     const std::vector<search::MeasureResult> r = m->rank(states, ro);
     REQUIRE(r.size() == 3);
     for (const auto& x : r) {
@@ -470,7 +474,7 @@ TEST_CASE("the final ranking times every candidate in the same rounds, in proces
       CHECK(x.gflops > 0);
     }
   }
-  CHECK(isolated.worker_starts() == 1);  // ranked in one worker, not by the fallback
+  CHECK(both.isolated.worker_starts() == 1);  // ranked in one worker, not by the fallback
 }
 
 TEST_CASE("a log's best view prefers the final ranking's pick to a faster search measurement", "[log]") {

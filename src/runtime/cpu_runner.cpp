@@ -239,11 +239,14 @@ Timing CompiledKernel::time(const std::vector<void*>& args, const TimingOptions&
     out.group_means_ms.push_back(ms_since(t0) / number);
     if (ms_since(start) > opt.max_total_ms) break;
   }
-  std::vector<double> sorted = out.group_means_ms;
-  std::sort(sorted.begin(), sorted.end());
-  size_t n = sorted.size();
-  out.median_ms = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+  out.median_ms = median_of(out.group_means_ms);
   return out;
+}
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 }  // namespace ktune::runtime

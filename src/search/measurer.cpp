@@ -21,11 +21,6 @@ namespace {
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n == 0 ? 0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 // How many runs of `k` last `target_ms`: doubled until a batch of runs lasts at least half
 // of it, then scaled (one timed run is not enough: a run slowed by a preemption would leave
 // a handful of runs per group, and groups of a few microseconds).
@@ -146,12 +141,7 @@ MeasureResult Measurer::run(CompiledCandidate& c, const MeasureOptions& opt, Mea
   if (!k) return r;
   MeasureObserver none;
   MeasureObserver& obs = observer ? *observer : none;
-  std::vector<void*> args;
-  for (auto& b : inputs_) args.push_back(b.data());
-  for (auto& b : outputs_) {
-    b.poison();
-    args.push_back(b.data());
-  }
+  std::vector<void*> args = this->args(/*poison=*/true);
   obs.on_phase(MeasurePhase::Run, 0);
   obs.before_run(args);
   const auto t0 = std::chrono::steady_clock::now();
@@ -162,7 +152,7 @@ MeasureResult Measurer::run(CompiledCandidate& c, const MeasureOptions& opt, Mea
     r.message = e.what();
     return r;
   }
-  const double run_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const double run_ms = ms_since(t0);
   obs.after_run(outputs_);
   if (!verify(r)) return r;
   // A run that lasts a group has just warmed the caches up, and stands for its time well
@@ -197,10 +187,7 @@ MeasureResult Measurer::run(CompiledCandidate& c, const MeasureOptions& opt, Mea
       const runtime::Timing more = k->time(args, rest);
       r.timing.group_means_ms.insert(r.timing.group_means_ms.end(), more.group_means_ms.begin(),
                                      more.group_means_ms.end());
-      std::vector<double> sorted = r.timing.group_means_ms;
-      std::sort(sorted.begin(), sorted.end());
-      const size_t n = sorted.size();
-      r.timing.median_ms = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+      r.timing.median_ms = runtime::median_of(r.timing.group_means_ms);
     }
   } else {
     obs.on_phase(MeasurePhase::Time, run_ms);
@@ -244,12 +231,7 @@ std::vector<MeasureResult> Measurer::rank(std::vector<CompiledCandidate>& cs, co
   for (size_t i = 0; i < cs.size(); ++i) {
     out[i] = cs[i].result;
     if (!cs[i].kernel) continue;
-    std::vector<void*> a;
-    for (auto& b : inputs_) a.push_back(b.data());
-    for (auto& b : outputs_) {
-      b.poison();
-      a.push_back(b.data());
-    }
+    const std::vector<void*> a = args(/*poison=*/true);
     try {
       cs[i].kernel->run(a);
     } catch (const std::exception& e) {
@@ -276,17 +258,20 @@ std::vector<MeasureResult> Measurer::rank(std::vector<CompiledCandidate>& cs, co
   }
   for (size_t i : live) {
     out[i].timing.number = calls[i];
-    out[i].timing.median_ms = median_of(out[i].timing.group_means_ms);
+    out[i].timing.median_ms = runtime::median_of(out[i].timing.group_means_ms);
     out[i].gflops = dag_->flop_count() / (out[i].timing.median_ms * 1e6);
     cs[i].kernel.reset();
   }
   return out;
 }
 
-std::vector<void*> Measurer::args() {
+std::vector<void*> Measurer::args(bool poison) {
   std::vector<void*> a;
   for (auto& b : inputs_) a.push_back(b.data());
-  for (auto& b : outputs_) a.push_back(b.data());
+  for (auto& b : outputs_) {
+    if (poison) b.poison();
+    a.push_back(b.data());
+  }
   return a;
 }
 
@@ -320,8 +305,8 @@ runtime::Timing Measurer::time_anchored(runtime::CompiledKernel& k, const std::v
     out.group_means_ms.push_back(tk / ta * anchor_ms_);
     if (ms_since(start) > timing_.max_total_ms) break;
   }
-  out.median_ms = median_of(out.group_means_ms);
-  if (raw_median_ms) *raw_median_ms = median_of(raw);
+  out.median_ms = runtime::median_of(out.group_means_ms);
+  if (raw_median_ms) *raw_median_ms = runtime::median_of(raw);
   return out;
 }
 
@@ -334,7 +319,7 @@ double Measurer::set_anchor(const AnchorSpec& spec) {
   double ms = spec.ms;
   try {
     KT_CHECK(c.kernel, "the anchor does not compile: ", c.result.message);
-    std::vector<void*> a = args();
+    std::vector<void*> a = args(/*poison=*/true);
     c.kernel->run(a);
     for (size_t i = 0; i < outputs_.size(); ++i)
       KT_CHECK(runtime::relative_l2_error(outputs_[i], reference_.outputs[i]) <=
@@ -402,7 +387,7 @@ std::vector<MeasureResult> MeasureBackend::rank(const std::vector<schedule::Stat
     if (r + 1 >= 3 && ms_since(start) > opt.max_ms) break;
   }
   for (size_t i = 0; i < states.size(); ++i)
-    if (!failed[i]) out[i].timing.median_ms = median_of(out[i].timing.group_means_ms);  // no flops here
+    if (!failed[i]) out[i].timing.median_ms = runtime::median_of(out[i].timing.group_means_ms);  // no flops here
   return out;
 }
 

@@ -35,6 +35,9 @@ struct TimingOptions {
   double max_total_ms = 2000; // stop adding groups past this (at least one group runs)
 };
 
+// The median of `v` (0 when empty).
+double median_of(std::vector<double> v);
+
 // The timings of one kernel: the mean of each group, and their median.
 struct Timing {
   std::vector<double> group_means_ms;

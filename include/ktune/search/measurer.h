@@ -203,7 +203,9 @@ class Measurer : public MeasureBackend {
   // least half a timing group long; group times normalized to the anchor's time.
   runtime::Timing time_anchored(runtime::CompiledKernel& k, const std::vector<void*>& args, int pairs,
                                 double* raw_median_ms);
-  std::vector<void*> args();
+  // The kernel's arguments: inputs, then outputs (poisoned first when asked: before a run
+  // whose outputs are verified).
+  std::vector<void*> args(bool poison = false);
   // Compares the outputs with the reference: false (and r's error set) when they differ.
   bool verify(MeasureResult& r);
   runtime::TimingOptions timing_;
