@@ -46,7 +46,6 @@
 #include <memory>
 #include <regex>
 #include <stdexcept>
-#include <thread>
 #include <functional>
 #include <random>
 #include <set>
