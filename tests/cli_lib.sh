@@ -6,6 +6,9 @@ cd "$tmp" || exit 1
 fails=0
 
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+# The search's records in a log (a tune ends with records of its final ranking, phase "final").
+searched() { grep -vc '"phase":"final"' "$1"; }
+finals() { grep -c '"phase":"final"' "$1"; }
 ok() { echo "ok:   $*"; }
 
 # expect CODE PHRASE -- command...: runs the command, checks its exit code and that stderr

@@ -39,8 +39,6 @@ if [ "$(cat keep.jsonl)" != "existing line" ]; then
   fail "an existing log was modified by a failing command"
 fi
 
-# The search's records in a log (a tune ends with records of its final ranking, phase "final").
-searched() { grep -vc '"phase":"final"' "$1"; }
 
 # A user's kernel directory adds a kernel that tunes.
 mkdir -p mine

@@ -200,6 +200,33 @@ TEST_CASE("tune_tasks spends exactly the budget, warms every task up and logs ev
   CHECK(partial.trials == 12);
   CHECK(partial.results[0].trials + partial.results[2].trials == 12);
 
+  // The final ranking: each workload's 3 best candidates logged again as phase "final" once
+  // the budget is spent, after every search record; the pick is the fastest of them.
+  std::vector<ListTask> ranked = tasks;
+  for (auto& t : ranked) t.options.remeasure_top = 3;
+  std::vector<int> finals_called;
+  {
+    log::LogWriter writer(path);
+    r = tune_tasks(ranked, target::host_target(), 30, opt, &writer,
+                   [](const ListTask&) { return std::make_unique<FakeBackend>(); }, {},
+                   [&](int i, const TuneResult& tr) {
+                     CHECK(tr.sustained.has_value());
+                     finals_called.push_back(i);
+                   });
+  }
+  CHECK(finals_called == std::vector<int>{0, 1, 2});
+  log = log::read_log(path);
+  REQUIRE(log.records.size() == 30 + 9);
+  for (size_t k = 0; k < log.records.size(); ++k) CHECK((log.records[k].phase == "final") == (k >= 30));
+  for (size_t i = 0; i < ranked.size(); ++i) {
+    REQUIRE(r.results[i].sustained.has_value());
+    CHECK(r.results[i].sustained->candidates == 3);
+    // FakeBackend times a candidate the same every time: the pick is the search's best.
+    CHECK(r.results[i].sustained->trial == r.results[i].best->trial);
+    CHECK(r.results[i].sustained->median_ms == r.results[i].best->median_ms);
+  }
+  std::filesystem::remove(path);
+
   // A stop request ends the run between rounds.
   request_stop();
   ListTuneResult stopped = tune_tasks(tasks, target::host_target(), 30, opt, nullptr,

@@ -41,6 +41,7 @@ struct TuneListFlags {
   bool resume = false;
   bool no_isolate = false;
   bool anchor = false;
+  int remeasure = 8;
   double compile_timeout_s = 30, run_timeout_s = 10;
 };
 
@@ -73,6 +74,8 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
   const search::Shard shard = search::parse_shard(f.shard);
   const std::vector<search::WorkloadEntry> work = search::select_shard(list, shard);
   KT_USER_CHECK(f.budget == -1 || f.budget > 0, "--budget must be positive (got ", f.budget, ")");
+  KT_USER_CHECK(f.remeasure >= 0 && f.remeasure <= 100, "--remeasure must be between 0 and 100 (got ", f.remeasure,
+                ")");
   KT_USER_CHECK(f.round_trials == -1 || f.round_trials > 0, "--round-trials must be positive (got ", f.round_trials,
                 ")");
   KT_USER_CHECK(f.threads >= 0, "--threads must be positive (got ", f.threads, ")");
@@ -122,6 +125,7 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
     task.options.threads = threads;
     task.options.strategy = f.strategy;
     task.options.anchored = f.anchor;
+    task.options.remeasure_top = f.remeasure;
     task.options.model = model;
     task.options.budget = std::max(1, budget * 3 / (4 * n));
     task.options.refine_budget = std::max(1, budget / n);
@@ -184,7 +188,17 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
                  r.tasks_with_time, n);
     std::fflush(stderr);
   };
-  const search::ListTuneResult res = search::tune_tasks(tasks, t, budget, sopt, &writer, backend, on_round);
+  auto on_final = [&](int i, const search::TuneResult& r) {
+    if (quiet || !r.sustained) return;
+    const auto& p = *r.sustained;
+    std::fprintf(stderr, "[final ranking] %s: %d candidates timed against each other in %d rounds; pick: trial %d, "
+                 "%s ms (logged at %s ms)\n", short_key(work[size_t(i)]).c_str(), p.candidates, p.rounds, p.trial,
+                 fmt_num(p.median_ms).c_str(), fmt_num(p.logged_ms).c_str());
+    std::fflush(stderr);
+  };
+  const search::ListTuneResult res =
+      search::tune_tasks(tasks, t, budget, sopt, &writer, backend, on_round, on_final);
+  for (const auto& w : res.warnings) std::cerr << "ktune: warning: " << w << "\n";
 
   int missing = 0;
   for (const auto& r : res.results) missing += !r.best;
@@ -203,6 +217,12 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
                       {"weighted_ms", work[i].weight * r.best->median_ms}};
       else
         wj["best"] = nullptr;
+      if (r.sustained)
+        wj["sustained"] = {{"time_ms", r.sustained->median_ms}, {"gflops", r.sustained->gflops},
+                           {"trial", r.sustained->trial}, {"logged_ms", r.sustained->logged_ms},
+                           {"candidates", r.sustained->candidates}, {"rounds", r.sustained->rounds}};
+      else
+        wj["sustained"] = nullptr;
       ws.push_back(wj);
     }
     json out = {{"list", list.name},
@@ -238,13 +258,16 @@ int run_tune_list(const TuneListFlags& f, const te::KernelRegistry& reg) {
       } else {
         row.insert(row.end(), {"-", "-", "-"});
       }
+      row.push_back(r.sustained ? fmt_num(r.sustained->median_ms) + " (#" + std::to_string(r.sustained->trial) + ")"
+                                : "-");
       row.push_back(std::to_string(r.trials));
       row.push_back(std::to_string(r.errors));
       if (!res.dropped[i].empty()) row.push_back("dropped: " + res.dropped[i]);
       rows.push_back(row);
     }
-    std::cout << format_table({"#", "workload", "weight", "best ms", "GFLOP/s", "weighted ms", "trials", "errors", ""},
-                              rows, {true, false, true, true, true, true, true, true, false});
+    std::cout << format_table(
+        {"#", "workload", "weight", "best ms", "GFLOP/s", "weighted ms", "pick ms (trial)", "trials", "errors", ""},
+        rows, {true, false, true, true, true, true, true, true, true, false});
     std::cout << "weighted total " << fmt_num(res.objective_ms) << " ms over " << (n - missing) << " of " << n
               << " workloads; " << res.trials << " trials in " << res.rounds << " rounds, " << fmt_num(res.seconds, 3)
               << " s; log " << log_path << "\n";
@@ -277,6 +300,10 @@ void register_tune_list_command(CLI::App& app, const te::KernelRegistry& reg, st
                 "against the budget");
   cmd->add_flag("--anchor", f->anchor,
                 "Time each candidate against its workload's best so far, in alternating groups");
+  cmd->add_option("--remeasure", f->remeasure,
+                  "At the end, time each workload's N best candidates against each other in interleaved rounds; "
+                  "the log's best is the fastest of them (0: off)")
+      ->capture_default_str();
   cmd->add_flag("--no-isolate", f->no_isolate,
                 "Measure candidates in this process instead of worker processes (a crashing candidate then ends "
                 "the run)");

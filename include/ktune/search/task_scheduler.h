@@ -114,6 +114,7 @@ struct ListTuneResult {
   double seconds = 0;
   bool interrupted = false;  // stop_requested() ended it
   double objective_ms = 0;
+  std::vector<std::string> warnings;  // e.g. a final ranking that failed
 };
 
 // Creates the measurement backend of a task (called once per task, when it first runs).
@@ -125,8 +126,12 @@ using BackendFactory = std::function<std::unique_ptr<MeasureBackend>(const ListT
 // whose setup or measurement fails with an error other than a UserError is dropped (the
 // others go on). Stops early when every task is dropped or when stop_requested() (checked
 // between rounds and, inside TuningTask::step, between candidates).
+// When the budget is spent (not when stopped), every task with a valid candidate and
+// options.remeasure_top > 0 gets its final ranking (TuningTask::remeasure), one task after
+// the other; `on_final` is called after each (task index, its result) for progress output.
 ListTuneResult tune_tasks(const std::vector<ListTask>& tasks, const target::Target& t, int budget,
                           const SchedulerOptions& opt, log::LogWriter* log, const BackendFactory& make_backend,
-                          const std::function<void(const RoundReport&)>& on_round = {});
+                          const std::function<void(const RoundReport&)>& on_round = {},
+                          const std::function<void(int, const TuneResult&)>& on_final = {});
 
 }  // namespace ktune::search
