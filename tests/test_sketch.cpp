@@ -3,7 +3,9 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <set>
 
+#include "ktune/schedule/steps.h"
 #include "ktune/search/sampler.h"
 #include "ktune/search/sketch.h"
 #include "ktune/te/kernel.h"
@@ -230,4 +232,70 @@ TEST_CASE("sketch: a padding stage kept at root runs in parallel even with one i
     }
   }
   CHECK(at_root > 0);
+}
+
+TEST_CASE("sketch: transplants carry a candidate's tile sizes into the other sketches", "[sketch]") {
+  auto dag = shipped("conv2d_nchwc", {{"N", 1}, {"C", 32}, {"H", 14}, {"W", 14}, {"K", 32}, {"R", 3}, {"S", 3},
+                                      {"stride", 1}, {"pad", 1}, {"dilation", 1}, {"cb", 16}, {"kb", 16}});
+  const target::Target t = target::host_target();
+  search::RandomSampler sampler(dag, t, 3);
+  search::Annotator annotator(dag, t, 3);
+  REQUIRE(sampler.sketches().size() >= 4);
+  auto structure = [](const schedule::State& st) {  // the cache stages and inlined stages of a state
+    std::string s;
+    for (const auto& step : st.steps())
+      if (!std::holds_alternative<schedule::SplitStep>(step.v) && !std::holds_alternative<schedule::AnnotateStep>(step.v) &&
+          !std::holds_alternative<schedule::PragmaStep>(step.v) && !std::holds_alternative<schedule::FuseStep>(step.v))
+        s += step.v.index() + '0';
+    return s;
+  };
+  for (int trial = 0; trial < 5; ++trial) {
+    const schedule::State src = sampler.sample();
+    const search::TileSizes tiles = annotator.tile_sizes(src);
+    REQUIRE(tiles.size() == 8);  // ci, s, r, co, ki, q, p, ko of the convolution
+    const auto moved = sampler.transplants(src, 100);
+    INFO(src.steps_text());
+    CHECK(moved.size() >= sampler.sketches().size() / 2);
+    std::set<std::string> structures;
+    for (const auto& st : moved) {
+      CHECK(schedule::canonical_key(st.steps()) != schedule::canonical_key(src.steps()));
+      CHECK(annotator.tile_sizes(st) == tiles);
+      structures.insert(structure(st));
+    }
+    CHECK(structures.size() >= 3);
+  }
+}
+
+TEST_CASE("sketch: without_pack drops a pack stage and keeps the rest of the schedule", "[sketch]") {
+  auto dag = shipped("conv2d_nchwc", {{"N", 1}, {"C", 32}, {"H", 7}, {"W", 7}, {"K", 32}, {"R", 3}, {"S", 3},
+                                      {"stride", 1}, {"pad", 1}, {"dilation", 1}, {"cb", 16}, {"kb", 16}});
+  const target::Target t = target::host_target();
+  search::RandomSampler sampler(dag, t, 5);
+  search::Annotator annotator(dag, t, 5);
+  auto count = [](const schedule::State& st, auto pred) {
+    return std::count_if(st.steps().begin(), st.steps().end(), pred);
+  };
+  auto is_pack = [](const schedule::Step& s) { return std::holds_alternative<schedule::CacheReadStep>(s.v); };
+  int with_pack = 0, dropped = 0;
+  for (int n = 0; n < 60; ++n) {
+    const schedule::State src = sampler.sample();
+    const auto out = sampler.without_pack(src);
+    if (count(src, is_pack) == 0) {
+      CHECK_FALSE(out.has_value());
+      continue;
+    }
+    ++with_pack;
+    INFO(src.steps_text());
+    REQUIRE(out.has_value());
+    ++dropped;
+    INFO("->\n" << out->steps_text());
+    CHECK(count(*out, is_pack) == count(src, is_pack) - 1);
+    CHECK(out->num_stages() == src.num_stages() - 1);
+    CHECK(annotator.tile_sizes(*out) == annotator.tile_sizes(src));
+    // Every step but the pack's own: the same number of pragmas, parallel and vector annotations.
+    auto is_pragma = [](const schedule::Step& s) { return std::holds_alternative<schedule::PragmaStep>(s.v); };
+    CHECK(count(*out, is_pragma) == count(src, is_pragma));
+  }
+  CHECK(with_pack > 5);
+  CHECK(dropped == with_pack);
 }

@@ -675,11 +675,31 @@ std::vector<State> EvolutionaryPolicy::propose(int n, const std::unordered_set<s
   std::unordered_set<std::string> out_keys;
   const std::vector<Member*> r = ranked();
   const int n_random = std::min(n, int(std::lround(im.opt.eps_greedy * n)));
-  const size_t n_best = std::min(r.size(), size_t(n - n_random));
+  // Transplants of the best measured states, best first, one per state, not measured before.
+  std::vector<State> moved;
+  const int n_moved = std::min(n - n_random, im.opt.transplants);
+  for (size_t b = 0; b < im.best_measured.size() && int(moved.size()) < n_moved; ++b) {
+    // The same schedule without its pack stage first, then other sketches.
+    if (auto st = im.sampler.without_pack(im.best_measured[b].state)) {
+      std::string key = canonical_key(st->steps());
+      if (!taken(key) && out_keys.insert(key).second) {
+        moved.push_back(std::move(*st));
+        continue;
+      }
+    }
+    for (State& st : im.sampler.transplants(im.best_measured[b].state, 4)) {
+      std::string key = canonical_key(st.steps());
+      if (taken(key) || !out_keys.insert(key).second) continue;
+      moved.push_back(std::move(st));
+      break;
+    }
+  }
+  const size_t n_best = std::min(r.size(), size_t(n - n_random - int(moved.size())));
   for (size_t i = 0; i < n_best; ++i) {
-    out_keys.insert(r[i]->key);
+    if (!out_keys.insert(r[i]->key).second) continue;
     out.push_back(std::move(r[i]->state));
   }
+  for (State& st : moved) out.push_back(std::move(st));
   const int want = n - int(out.size()) - int(r.size() - n_best);
   const auto t_random = std::chrono::steady_clock::now();
   for (int added = 0, misses = 0; added < std::max(n_random, want) && int(out.size()) < n && misses < 500;) {

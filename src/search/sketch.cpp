@@ -662,7 +662,23 @@ void Annotator::unroll(State& st, const Sketch& sk, const std::map<int, int64_t>
   }
 }
 
-State Annotator::annotate(const Sketch& sk) {
+TileSizes Annotator::tile_sizes(const State& src) const {
+  TileSizes out;
+  State st(dag_);
+  for (const Step& step : src.steps()) {
+    if (const auto* sp = std::get_if<SplitStep>(&step.v)) {
+      const Stage& stage = st.stage(sp->stage);
+      if (stage.op.reduce != te::ReduceKind::None) {
+        const Iterator& it = stage.leaf_iter(sp->iter);
+        out[{it.name, it.extent, int(sp->lengths.size())}] = sp->lengths;
+      }
+    }
+    st.apply(step);
+  }
+  return out;
+}
+
+State Annotator::annotate(const Sketch& sk, const TileSizes* given_tiles) {
   State st(dag_);
   std::map<int, int64_t> acc;         // per stage: accumulators of the register tile so far
   std::map<int, bool> register_tile;  // per stage: whether its tile sizes follow the register budget
@@ -690,9 +706,16 @@ State Annotator::annotate(const Sketch& sk) {
       register_tile[sp.stage] = std::uniform_real_distribution<double>(0, 1)(rng_) < 0.85;
     if (!acc.count(sp.stage)) acc[sp.stage] = 1;
     const bool reduction_stage = stage.op.reduce != te::ReduceKind::None;
-    const auto inner = inner_choices(ext, spatial, reduction_stage, vector_axis, lanes, last_spatial,
-                                     register_tile[sp.stage], acc[sp.stage]);
-    sp.lengths = random_lengths(ext, int(sp.lengths.size()) + 1, inner);
+    const auto given = given_tiles && reduction_stage
+                           ? given_tiles->find({it.name, ext, int(sp.lengths.size())})
+                           : TileSizes::const_iterator{};
+    if (given_tiles && reduction_stage && given != given_tiles->end()) {
+      sp.lengths = given->second;
+    } else {
+      const auto inner = inner_choices(ext, spatial, reduction_stage, vector_axis, lanes, last_spatial,
+                                       register_tile[sp.stage], acc[sp.stage]);
+      sp.lengths = random_lengths(ext, int(sp.lengths.size()) + 1, inner);
+    }
     if (spatial) {
       const int64_t d = sp.lengths.back();
       acc[sp.stage] *= vector_axis && lanes > 1 ? (d + lanes - 1) / lanes : d;

@@ -27,6 +27,10 @@ struct EvolutionOptions {
   double mutation_prob = 0.85;
   double w_tile = 0.90, w_unroll = 0.04, w_compute_location = 0.05, w_parallel = 0.01;
   double eps_greedy = 0.05;
+  // Per batch, up to this many transplants of the best measured states into other sketches
+  // (RandomSampler::transplants): the search otherwise stays in the sketch of its first good
+  // candidates, and a sketch's random samples rarely have good tile sizes.
+  int transplants = 2;
   // The best measured states (by GFLOP/s) join each initial population, at most this
   // fraction of `population` (Ansor's sample_init_use_measured_ratio).
   double use_measured_ratio = 0.2;

@@ -88,12 +88,22 @@ std::vector<Sketch> generate_sketches(std::shared_ptr<const te::ComputeDAG> dag,
 // Counts of rejected annotations by reason (invalid states never reach the compiler).
 using RejectCounts = std::map<std::string, int>;
 
+// The tile sizes of a state's reduction stages (the multi-level tiling of the computation, on
+// `C` or on its cache stage `C.local` alike): per split, keyed by the loop's name, its extent
+// and the number of parts, the lengths. Sketches of one DAG tile the same loops, so the tile
+// sizes of a candidate of one sketch fill the holes of another (a transplant).
+using TileSizes = std::map<std::tuple<std::string, int64_t, int>, std::vector<int64_t>>;
+
 class Annotator {
  public:
   Annotator(std::shared_ptr<const te::ComputeDAG> dag, target::Target t, uint64_t seed);
   // A complete, valid schedule from the sketch; nullopt-like: throws InvalidCandidate when
   // the annotation produced an invalid state (the caller counts the reason and retries).
-  schedule::State annotate(const Sketch& sketch);
+  // With `tiles`, the holes of reduction stages that it has take its lengths; the rest of the
+  // annotation is drawn as usual.
+  schedule::State annotate(const Sketch& sketch, const TileSizes* tiles = nullptr);
+  // The tile sizes of `st` (a state of this annotator's DAG).
+  TileSizes tile_sizes(const schedule::State& st) const;
   std::mt19937_64& rng() { return rng_; }
 
  private:
