@@ -23,6 +23,11 @@ std::shared_ptr<const te::ComputeDAG> shipped(const std::string& name, std::map<
   reg.add_directory(te::shipped_kernel_dir());
   return std::make_shared<const te::ComputeDAG>(reg.find(name)->instantiate(params));
 }
+// conv2d_nchwc with 32 channels in and out, H x H, 3x3, stride 1, pad 1.
+std::shared_ptr<const te::ComputeDAG> small_conv_nchwc(int64_t h) {
+  return shipped("conv2d_nchwc", {{"N", 1}, {"C", 32}, {"H", h}, {"W", h}, {"K", 32}, {"R", 3}, {"S", 3},
+                                  {"stride", 1}, {"pad", 1}, {"dilation", 1}, {"cb", 16}, {"kb", 16}});
+}
 }  // namespace
 
 TEST_CASE("sketch: matmul gets Ansor's sketches plus packing", "[sketch]") {
@@ -235,8 +240,7 @@ TEST_CASE("sketch: a padding stage kept at root runs in parallel even with one i
 }
 
 TEST_CASE("sketch: transplants carry a candidate's tile sizes into the other sketches", "[sketch]") {
-  auto dag = shipped("conv2d_nchwc", {{"N", 1}, {"C", 32}, {"H", 14}, {"W", 14}, {"K", 32}, {"R", 3}, {"S", 3},
-                                      {"stride", 1}, {"pad", 1}, {"dilation", 1}, {"cb", 16}, {"kb", 16}});
+  auto dag = small_conv_nchwc(14);
   const target::Target t = target::host_target();
   search::RandomSampler sampler(dag, t, 3);
   search::Annotator annotator(dag, t, 3);
@@ -267,8 +271,7 @@ TEST_CASE("sketch: transplants carry a candidate's tile sizes into the other ske
 }
 
 TEST_CASE("sketch: without_pack drops a pack stage and keeps the rest of the schedule", "[sketch]") {
-  auto dag = shipped("conv2d_nchwc", {{"N", 1}, {"C", 32}, {"H", 7}, {"W", 7}, {"K", 32}, {"R", 3}, {"S", 3},
-                                      {"stride", 1}, {"pad", 1}, {"dilation", 1}, {"cb", 16}, {"kb", 16}});
+  auto dag = small_conv_nchwc(7);
   const target::Target t = target::host_target();
   search::RandomSampler sampler(dag, t, 5);
   search::Annotator annotator(dag, t, 5);
