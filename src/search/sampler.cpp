@@ -37,15 +37,15 @@ std::optional<schedule::State> RandomSampler::without_pack(const schedule::State
   State replay(dag_);
   int at = -1, pack = -1;
   for (int i = 0; i < int(steps.size()) && at < 0; ++i) {
-    const int before = replay.num_stages();
+    const bool cache_read = std::holds_alternative<CacheReadStep>(steps[i].v);
+    std::vector<std::string> before;  // the stage names before a cache_read
+    for (int s = 0; cache_read && s < replay.num_stages(); ++s) before.push_back(replay.stage(s).op.name);
     replay.apply(steps[i]);
-    if (std::holds_alternative<CacheReadStep>(steps[i].v) && replay.num_stages() == before + 1) {
+    if (cache_read && replay.num_stages() == int(before.size()) + 1) {
       at = i;
-      // The new stage: the first whose name the state before did not have.
-      State prev(dag_);
-      for (int j = 0; j < i; ++j) prev.apply(steps[j]);
+      // The new stage: the first whose name the state before did not have there.
       for (int s = 0; s < replay.num_stages() && pack < 0; ++s)
-        if (s >= prev.num_stages() || replay.stage(s).op.name != prev.stage(s).op.name) pack = s;
+        if (s >= int(before.size()) || replay.stage(s).op.name != before[s]) pack = s;
     }
   }
   if (at < 0 || pack < 0) return std::nullopt;
