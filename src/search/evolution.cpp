@@ -554,6 +554,10 @@ bool EvolutionaryPolicy::Impl::spills_register_tile(const State& parent, const S
     const int64_t before = register_tile_vectors(parent.stage(x), target);
     const int64_t after = register_tile_vectors(c, target);
     if (after > budget && after > before) return true;
+    // With its operands the tile must fit the vector registers as well.
+    const int64_t regs_before = register_tile_registers(parent.stage(x), target);
+    const int64_t regs_after = register_tile_registers(c, target);
+    if (regs_after > target.vector_registers() && regs_after > regs_before) return true;
   }
   return false;
 }

@@ -441,6 +441,66 @@ Annotator::Annotator(std::shared_ptr<const te::ComputeDAG> dag, target::Target t
 
 int register_tile_budget(const target::Target& t) { return std::max(1, t.vector_registers() - 4); }
 
+namespace {
+// The root axes (indices into op.axes, then op.reduce_axes) each iterator of `cs` derives from.
+std::vector<std::vector<int>> root_axes(const Stage& cs) {
+  const int nroot = cs.num_root_iters();
+  std::vector<std::vector<int>> roots(cs.iters.size());
+  for (int r = 0; r < nroot && r < int(roots.size()); ++r) roots[r] = {r};
+  for (const Relation& rel : cs.relations) {
+    if (const auto* sp = std::get_if<SplitRelation>(&rel)) {
+      for (int ch : sp->children) roots[ch] = roots[sp->parent];
+    } else if (const auto* fu = std::get_if<FuseRelation>(&rel)) {
+      roots[fu->child].clear();
+      for (int p : fu->parents) roots[fu->child].insert(roots[fu->child].end(), roots[p].begin(), roots[p].end());
+    }
+  }
+  return roots;
+}
+
+const ir::Expr& root_var(const te::Operation& op, int a) {
+  const int nsp = int(op.axes.size());
+  return a < nsp ? op.axes[a].var : op.reduce_axes[a - nsp].var;
+}
+}  // namespace
+
+int64_t register_tile_registers(const Stage& stage, const target::Target& t) {
+  int last_reduce = -1;
+  for (int p = 0; p < int(stage.leaf.size()); ++p)
+    if (stage.leaf_iter(p).kind == IterKind::Reduce) last_reduce = p;
+  if (last_reduce < 0) return 0;
+  const int n = int(stage.leaf.size());
+  const int nsp = int(stage.op.axes.size());
+  const int64_t lanes = std::max(1, t.vector_lanes(stage.op.dtype.bits));
+  const auto roots = root_axes(stage);
+  // The vector loop: annotated so, or (before vectorize() ran) the innermost loop of the last
+  // spatial axis, which the annotation vectorizes.
+  auto vector_loop = [&](int p) {
+    return lanes > 1 && (stage.leaf_iter(p).annotation == Annotation::Vectorize ||
+                         (p == n - 1 && nsp > 0 && roots[stage.leaf[p]] == std::vector<int>{nsp - 1}));
+  };
+  auto vectors = [&](int p) { return (stage.leaf_iter(p).extent + lanes - 1) / lanes; };
+  int64_t acc = 1;
+  for (int p = last_reduce + 1; p < n; ++p) acc *= vector_loop(p) ? vectors(p) : stage.leaf_iter(p).extent;
+  // Per reduction step, each read brings its distinct elements in the tile: vectors when it
+  // reads along the vector axis, broadcasts otherwise. All but the largest read stay in
+  // registers across the tile; the largest streams through one.
+  int64_t sum = 0, largest = 0;
+  for (const Read& r : reads_of(stage.op)) {
+    const bool vector_read = nsp > 0 && uses(r.indices, stage.op.axes[nsp - 1].var);
+    int64_t count = 1;
+    for (int p = last_reduce + 1; p < n; ++p) {
+      const auto& axes = roots[stage.leaf[p]];
+      if (std::none_of(axes.begin(), axes.end(), [&](int a) { return uses(r.indices, root_var(stage.op, a)); }))
+        continue;
+      count *= vector_loop(p) && vector_read ? vectors(p) : stage.leaf_iter(p).extent;
+    }
+    sum += count;
+    largest = std::max(largest, count);
+  }
+  return acc + sum - largest + (sum > 0 ? 1 : 0);
+}
+
 int64_t register_tile_vectors(const Stage& stage, const target::Target& t) {
   int last_reduce = -1;
   for (int p = 0; p < int(stage.leaf.size()); ++p)
@@ -510,24 +570,13 @@ std::vector<int64_t> Annotator::inner_choices(int64_t extent, bool spatial, bool
 // position of the consumer, or -2 when no location qualifies.
 int Annotator::pack_location(const State& st, int s, int c) {
   const Stage& cs = st.stage(c);
-  const int nsp = int(cs.op.axes.size());
   const int nroot = cs.num_root_iters();
-  // The root axes each iterator derives from.
-  std::vector<std::vector<int>> roots(cs.iters.size());
-  for (int r = 0; r < nroot && r < int(roots.size()); ++r) roots[r] = {r};
-  for (const Relation& rel : cs.relations) {
-    if (const auto* sp = std::get_if<SplitRelation>(&rel)) {
-      for (int ch : sp->children) roots[ch] = roots[sp->parent];
-    } else if (const auto* fu = std::get_if<FuseRelation>(&rel)) {
-      roots[fu->child].clear();
-      for (int p : fu->parents) roots[fu->child].insert(roots[fu->child].end(), roots[p].begin(), roots[p].end());
-    }
-  }
+  const auto roots = root_axes(cs);
   std::vector<bool> used(nroot, false);
   for (const Read& r : reads_of(cs.op)) {
     if (r.tensor != st.stage(s).op.name) continue;
     for (int a = 0; a < nroot; ++a)
-      used[a] = used[a] || uses(r.indices, a < nsp ? cs.op.axes[a].var : cs.op.reduce_axes[a - nsp].var);
+      used[a] = used[a] || uses(r.indices, root_var(cs.op, a));
   }
   const int n = int(cs.leaf.size());
   std::vector<bool> leaf_used(n, false);
@@ -679,9 +728,34 @@ TileSizes Annotator::tile_sizes(const State& src) const {
 }
 
 State Annotator::annotate(const Sketch& sk, const TileSizes* given_tiles) {
-  State st(dag_);
-  std::map<int, int64_t> acc;         // per stage: accumulators of the register tile so far
   std::map<int, bool> register_tile;  // per stage: whether its tile sizes follow the register budget
+  // Tile sizes are drawn again (a few times at most) while a register tile would need more
+  // than the target's vector registers with its operands (register_tile_registers).
+  for (int attempt = 0;; ++attempt) {
+    State st(dag_);
+    std::map<int, int64_t> acc;  // per stage: accumulators of the register tile so far
+    fill_holes(sk, given_tiles, st, acc, register_tile);
+    bool fits = true;
+    for (const auto& [stage, on] : register_tile)
+      if (on && st.stage(stage).op.reduce != te::ReduceKind::None &&
+          register_tile_registers(st.stage(stage), target_) > target_.vector_registers())
+        fits = false;
+    if (!fits && attempt < 8) continue;
+    change_compute_locations(st, sk);
+    split_innermost(st, sk);
+    parallelize(st);
+    vectorize(st);
+    // The register tiles: stages whose innermost tile was drawn to the register budget.
+    std::map<int, int64_t> tiles;
+    for (const auto& [stage, on] : register_tile)
+      if (on && acc[stage] > 1 && st.stage(stage).op.reduce != te::ReduceKind::None) tiles[stage] = acc[stage];
+    unroll(st, sk, tiles);
+    return st;
+  }
+}
+
+void Annotator::fill_holes(const Sketch& sk, const TileSizes* given_tiles, State& st, std::map<int, int64_t>& acc,
+                           std::map<int, bool>& register_tile) {
   auto is_hole = [&](size_t i) {
     return std::any_of(sk.holes.begin(), sk.holes.end(), [&](const SplitHole& h) { return h.step == int(i); });
   };
@@ -722,16 +796,6 @@ State Annotator::annotate(const Sketch& sk, const TileSizes* given_tiles) {
     }
     st.apply(sp);
   }
-  change_compute_locations(st, sk);
-  split_innermost(st, sk);
-  parallelize(st);
-  vectorize(st);
-  // The register tiles: stages whose innermost tile was drawn to the register budget.
-  std::map<int, int64_t> tiles;
-  for (const auto& [stage, on] : register_tile)
-    if (on && acc[stage] > 1 && st.stage(stage).op.reduce != te::ReduceKind::None) tiles[stage] = acc[stage];
-  unroll(st, sk, tiles);
-  return st;
 }
 
 }  // namespace ktune::search

@@ -115,6 +115,11 @@ class Annotator {
   // no other spatial hole of the stage follows.
   std::vector<int64_t> inner_choices(int64_t extent, bool spatial, bool reduction_stage, bool vector_axis,
                                      int64_t lanes, bool last_spatial, bool register_tile, int64_t acc);
+  // Applies the sketch's steps to `st`, drawing the lengths of its split holes (from `tiles`
+  // where given); `acc` gets each stage's accumulator count, `register_tile` (kept between
+  // calls) whether a stage's tile follows the register budget.
+  void fill_holes(const Sketch& sketch, const TileSizes* tiles, schedule::State& st, std::map<int, int64_t>& acc,
+                  std::map<int, bool>& register_tile);
   int pack_location(const schedule::State& st, int stage, int consumer);
   void change_compute_locations(schedule::State& st, const Sketch& sk);
   void split_innermost(schedule::State& st, const Sketch& sk);
@@ -135,5 +140,13 @@ int register_tile_budget(const target::Target& t);
 // spatial loops inside its innermost reduction loop, a vectorized loop counted in whole
 // vectors of the target. 0 for a stage without a reduction loop.
 int64_t register_tile_vectors(const schedule::Stage& stage, const target::Target& t);
+// The vector registers a register tile needs: its accumulators (register_tile_vectors, the
+// innermost loop of the last spatial axis counted in vectors even before it is annotated),
+// and per reduction step the operands held across the tile: each read's distinct vectors
+// (reads along the vector axis) or broadcasts (the others) among the tile's loops, all but
+// the largest read's, which streams through one register. E.g. a matmul tile of 4 rows x 64
+// columns on AVX-512: 16 + 4 + 1 = 21; a conv2d_nchwc tile of 7 columns x 4 channel blocks:
+// 28 + 4 + 1 = 33, one too many (it spills).
+int64_t register_tile_registers(const schedule::Stage& stage, const target::Target& t);
 
 }  // namespace ktune::search
