@@ -8,7 +8,10 @@
 #include <chrono>
 #include <cmath>
 #include <iostream>
+#include <map>
 #include <numeric>
+#include <set>
+#include <unordered_set>
 
 #include <sys/resource.h>
 
@@ -449,4 +452,58 @@ TEST_CASE("tile-size mutation grows an inner reduction loop past 64, an inner sp
     CHECK(j.lengths.back() <= 64);
   }
   CHECK(k128 > 0);
+}
+
+TEST_CASE("each batch holds the best predicted state of every structure", "[evolution]") {
+  // The model prefers one structure (a cache_write stage) above all others: without the
+  // structure slots every proposal has it; with them the batch holds the best of each
+  // structure as well, the least measured first.
+  const auto mm = shipped("matmul", {{"M", 128}, {"N", 128}, {"K", 128}});
+  search::EvolutionOptions o = small_options();
+  o.features = [](const State& s, const target::Target& t) {
+    search::ProgramFeatures f = inner_tile_features(s, t);
+    const bool local = search::structure_key(s).find('W') != std::string::npos;
+    f.data[0] = (local ? 100.0f : 0.0f) + 0.01f * f.data[0];
+    return f;
+  };
+  o.eps_greedy = 0;
+  o.transplants = 0;
+  std::set<std::string> all;
+  search::RandomSampler sampler(mm, target::host_target(), 5);
+  for (int i = 0; i < 200; ++i) all.insert(search::structure_key(sampler.sample()));
+  REQUIRE(all.size() >= 4);
+  auto structures = [](const std::vector<State>& batch) {
+    std::map<std::string, int> n;
+    for (const State& s : batch) ++n[search::structure_key(s)];
+    return n;
+  };
+  auto without_local = [](const std::map<std::string, int>& n) {
+    int k = 0;
+    for (const auto& [key, c] : n) k += key.find('W') == std::string::npos ? c : 0;
+    return k;
+  };
+  o.structure_slots = 0;
+  search::EvolutionaryPolicy plain(mm, target::host_target(), std::make_shared<FirstFeatureModel>(), 3, o);
+  const auto b0 = structures(plain.propose(32, {}));
+  CHECK(without_local(b0) == 0);
+
+  o.structure_slots = 8;
+  search::EvolutionaryPolicy slots(mm, target::host_target(), std::make_shared<FirstFeatureModel>(), 3, o);
+  const auto batch = slots.propose(32, {});
+  REQUIRE(batch.size() == 32);
+  const auto b1 = structures(batch);
+  INFO(all.size() << " structures among random samples; " << b1.size() << " in the batch");
+  CHECK(int(b1.size()) >= std::min<int>(int(all.size()), 8) - 1);
+  CHECK(without_local(b1) >= 2);
+  // Once measured, a structure gives its slot to the less measured ones: after observing the
+  // batch, the next one's slots go to other states of the same structures (none measured
+  // twice), and every structure is still there.
+  std::vector<search::MeasureResult> results(batch.size());
+  for (auto& r : results) r.gflops = 1.0;
+  slots.observe(batch, results);
+  std::unordered_set<std::string> measured;
+  for (const State& s : batch) measured.insert(schedule::canonical_key(s.steps()));
+  const auto next = slots.propose(32, measured);
+  for (const State& s : next) CHECK_FALSE(measured.count(schedule::canonical_key(s.steps())));
+  CHECK(structures(next).size() >= b1.size() - 1);
 }

@@ -461,6 +461,7 @@ struct EvolutionaryPolicy::Impl {
   // Hashes of the keys passed to observe() (the tuner's own set of measured keys covers them
   // too; a hash is 8 bytes where a key is a few hundred, over a 10,000-candidate run).
   std::unordered_set<size_t> observed;
+  std::unordered_map<std::string, int> measured_per_structure;  // by structure_key
   std::vector<Measured> best_measured;       // by GFLOP/s, descending
   // Features by key; null for a state that does not lower. States recur from one round to
   // the next, so the last round's features are kept too.
@@ -657,10 +658,18 @@ std::vector<State> EvolutionaryPolicy::propose(int n, const std::unordered_set<s
     });
     return r;
   };
+  // The best-predicted unmeasured state of each structure seen in any generation.
+  std::unordered_map<std::string, Member> structure_best;
   int evaluated = int(pop.size());
   for (int g = 0;; ++g) {
-    for (const Member& m : pop)
-      if (!taken(m.key) && !best.count(m.key)) best.emplace(m.key, m);
+    for (const Member& m : pop) {
+      if (taken(m.key)) continue;
+      if (!best.count(m.key)) best.emplace(m.key, m);
+      if (im.opt.structure_slots > 0) {
+        auto [it, fresh] = structure_best.try_emplace(structure_key(m.state), m);
+        if (!fresh && m.score > it->second.score) it->second = m;
+      }
+    }
     if (int(best.size()) > n) {
       std::unordered_map<std::string, Member> kept;
       for (Member* m : ranked()) {
@@ -698,9 +707,25 @@ std::vector<State> EvolutionaryPolicy::propose(int n, const std::unordered_set<s
       break;
     }
   }
-  const size_t n_best = std::min(r.size(), size_t(n - n_random - int(moved.size())));
-  for (size_t i = 0; i < n_best; ++i) {
+  // The structure slots: the best of each structure, the least measured structures first.
+  std::vector<std::pair<std::string, Member*>> structures;
+  for (auto& [sk, m] : structure_best) structures.push_back({sk, &m});
+  std::sort(structures.begin(), structures.end(), [&](const auto& a, const auto& b) {
+    const auto ma = im.measured_per_structure.find(a.first), mb = im.measured_per_structure.find(b.first);
+    const int ca = ma == im.measured_per_structure.end() ? 0 : ma->second;
+    const int cb = mb == im.measured_per_structure.end() ? 0 : mb->second;
+    if (ca != cb) return ca < cb;
+    return a.second->score != b.second->score ? a.second->score > b.second->score : a.first < b.first;
+  });
+  const int n_slots = std::min(n - n_random - int(moved.size()), im.opt.structure_slots);
+  for (auto& [sk, m] : structures) {
+    if (int(out.size()) >= n_slots) break;
+    if (out_keys.insert(m->key).second) out.push_back(m->state);
+  }
+  const size_t n_best = std::min(r.size(), size_t(std::max(0, n - n_random - int(moved.size()) - int(out.size()))));
+  for (size_t i = 0, taken_best = 0; i < r.size() && taken_best < n_best; ++i) {
     if (!out_keys.insert(r[i]->key).second) continue;
+    ++taken_best;
     out.push_back(std::move(r[i]->state));
   }
   for (State& st : moved) out.push_back(std::move(st));
@@ -743,6 +768,7 @@ void EvolutionaryPolicy::observe(const std::vector<State>& states, const std::ve
   for (size_t i = 0; i < states.size(); ++i) {
     std::string key = canonical_key(states[i].steps());
     im.observed.insert(std::hash<std::string>{}(key));
+    ++im.measured_per_structure[structure_key(states[i])];
     if (!feats[i]) continue;  // does not lower: nothing to learn from
     const double g = results[i].valid() ? results[i].gflops : 0.0;
     programs.push_back(*feats[i]);
@@ -758,6 +784,24 @@ void EvolutionaryPolicy::observe(const std::vector<State>& states, const std::ve
     im.best_measured.pop_back();
   }
   if (!programs.empty()) im.model->update(programs, gflops, im.workload);
+}
+
+std::string structure_key(const State& st) {
+  std::string key;
+  for (const Step& step : st.steps()) {
+    if (const auto* cw = std::get_if<CacheWriteStep>(&step.v)) {
+      key += "W" + std::to_string(cw->stage) + ";";
+    } else if (const auto* cr = std::get_if<CacheReadStep>(&step.v)) {
+      key += "R" + cr->tensor + ";";
+    } else if (const auto* ci = std::get_if<ComputeInlineStep>(&step.v)) {
+      key += "I" + std::to_string(ci->stage) + ";";
+    } else if (const auto* cr2 = std::get_if<ComputeRootStep>(&step.v)) {
+      key += "T" + std::to_string(cr2->stage) + ";";
+    } else if (const auto* rf = std::get_if<RfactorStep>(&step.v)) {
+      key += "F" + std::to_string(rf->stage) + ";";
+    }
+  }
+  return key;
 }
 
 const RejectCounts& EvolutionaryPolicy::rejected() const {
