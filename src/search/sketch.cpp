@@ -458,6 +458,14 @@ std::vector<std::vector<int>> root_axes(const Stage& cs) {
   return roots;
 }
 
+// The position of the stage's innermost reduction loop, -1 when it has none.
+int last_reduce_loop(const Stage& stage) {
+  int last = -1;
+  for (int p = 0; p < int(stage.leaf.size()); ++p)
+    if (stage.leaf_iter(p).kind == IterKind::Reduce) last = p;
+  return last;
+}
+
 const ir::Expr& root_var(const te::Operation& op, int a) {
   const int nsp = int(op.axes.size());
   return a < nsp ? op.axes[a].var : op.reduce_axes[a - nsp].var;
@@ -465,9 +473,7 @@ const ir::Expr& root_var(const te::Operation& op, int a) {
 }  // namespace
 
 int64_t register_tile_registers(const Stage& stage, const target::Target& t) {
-  int last_reduce = -1;
-  for (int p = 0; p < int(stage.leaf.size()); ++p)
-    if (stage.leaf_iter(p).kind == IterKind::Reduce) last_reduce = p;
+  const int last_reduce = last_reduce_loop(stage);
   if (last_reduce < 0) return 0;
   const int n = int(stage.leaf.size());
   const int nsp = int(stage.op.axes.size());
@@ -502,9 +508,7 @@ int64_t register_tile_registers(const Stage& stage, const target::Target& t) {
 }
 
 int64_t register_tile_vectors(const Stage& stage, const target::Target& t) {
-  int last_reduce = -1;
-  for (int p = 0; p < int(stage.leaf.size()); ++p)
-    if (stage.leaf_iter(p).kind == IterKind::Reduce) last_reduce = p;
+  const int last_reduce = last_reduce_loop(stage);
   if (last_reduce < 0) return 0;
   const int64_t lanes = std::max(1, t.vector_lanes(stage.op.dtype.bits));
   int64_t tile = 1;
@@ -734,13 +738,13 @@ State Annotator::annotate(const Sketch& sk, const TileSizes* given_tiles) {
   for (int attempt = 0;; ++attempt) {
     State st(dag_);
     std::map<int, int64_t> acc;  // per stage: accumulators of the register tile so far
-    fill_holes(sk, given_tiles, st, acc, register_tile);
+    const int drawn = fill_holes(sk, given_tiles, st, acc, register_tile);
     bool fits = true;
     for (const auto& [stage, on] : register_tile)
       if (on && st.stage(stage).op.reduce != te::ReduceKind::None &&
           register_tile_registers(st.stage(stage), target_) > target_.vector_registers())
         fits = false;
-    if (!fits && attempt < 8) continue;
+    if (!fits && drawn > 0 && attempt < 8) continue;  // given tile sizes would come out the same
     change_compute_locations(st, sk);
     split_innermost(st, sk);
     parallelize(st);
@@ -754,8 +758,9 @@ State Annotator::annotate(const Sketch& sk, const TileSizes* given_tiles) {
   }
 }
 
-void Annotator::fill_holes(const Sketch& sk, const TileSizes* given_tiles, State& st, std::map<int, int64_t>& acc,
-                           std::map<int, bool>& register_tile) {
+int Annotator::fill_holes(const Sketch& sk, const TileSizes* given_tiles, State& st, std::map<int, int64_t>& acc,
+                          std::map<int, bool>& register_tile) {
+  int drawn = 0;
   auto is_hole = [&](size_t i) {
     return std::any_of(sk.holes.begin(), sk.holes.end(), [&](const SplitHole& h) { return h.step == int(i); });
   };
@@ -789,6 +794,7 @@ void Annotator::fill_holes(const Sketch& sk, const TileSizes* given_tiles, State
       const auto inner = inner_choices(ext, spatial, reduction_stage, vector_axis, lanes, last_spatial,
                                        register_tile[sp.stage], acc[sp.stage]);
       sp.lengths = random_lengths(ext, int(sp.lengths.size()) + 1, inner);
+      ++drawn;
     }
     if (spatial) {
       const int64_t d = sp.lengths.back();
@@ -796,6 +802,7 @@ void Annotator::fill_holes(const Sketch& sk, const TileSizes* given_tiles, State
     }
     st.apply(sp);
   }
+  return drawn;
 }
 
 }  // namespace ktune::search

@@ -117,8 +117,9 @@ class Annotator {
                                      int64_t lanes, bool last_spatial, bool register_tile, int64_t acc);
   // Applies the sketch's steps to `st`, drawing the lengths of its split holes (from `tiles`
   // where given); `acc` gets each stage's accumulator count, `register_tile` (kept between
-  // calls) whether a stage's tile follows the register budget.
-  void fill_holes(const Sketch& sketch, const TileSizes* tiles, schedule::State& st, std::map<int, int64_t>& acc,
+  // calls) whether a stage's tile follows the register budget. Returns the number of holes
+  // whose lengths it drew.
+  int fill_holes(const Sketch& sketch, const TileSizes* tiles, schedule::State& st, std::map<int, int64_t>& acc,
                   std::map<int, bool>& register_tile);
   int pack_location(const schedule::State& st, int stage, int consumer);
   void change_compute_locations(schedule::State& st, const Sketch& sk);
