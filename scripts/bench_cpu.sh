@@ -106,28 +106,10 @@ for l in "${logs[@]}"; do
 done
 [ -z "$schedules" ] || [ -d "$schedules" ] || { echo "bench_cpu.sh: no directory '$schedules'" >&2; exit 2; }
 
-# --- dependencies: oneDNN and OpenBLAS from Debian --------------------------------------
-missing=()
-for p in libdnnl-dev libopenblas-dev; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "bench_cpu.sh: ${missing[*]} not installed; installing with apt-get (needed for the baselines only)" >&2
-  sudo_cmd=""
-  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
-  $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >&2 || {
-    echo "bench_cpu.sh: apt-get install ${missing[*]} failed" >&2; exit 1; }
-fi
-
-# --- build the baselines program (outside the CMake build) -------------------------------
+# --- dependencies (oneDNN and OpenBLAS from Debian) and the baselines program ------------
 bench_dir="${BENCH_DIR:-$root/build/bench}"
-mkdir -p "$bench_dir"
-baselines="$bench_dir/baselines"
-src="$root/scripts/bench/baselines.cpp"
-if [ ! -x "$baselines" ] || [ "$src" -nt "$baselines" ]; then
-  echo "bench_cpu.sh: building $baselines" >&2
-  "${CXX:-g++}" -std=c++20 -O3 -march=native -fopenmp -o "$baselines" "$src" -ldnnl -lopenblas
-fi
+name=bench_cpu.sh
+. "$root/scripts/lib/baselines.sh"
 
 if [ "$tune" = 1 ] || [ -n "$schedules" ]; then
   if [ ! -x "$ktune" ]; then

@@ -61,12 +61,8 @@ out="${out:-$bench_dir/versus-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$out"
 [ -z "$(ls -A "$out")" ] || { echo "bench_versus.sh: --out $out is not empty" >&2; exit 2; }
 
-baselines="$bench_dir/baselines"
-src="$root/scripts/bench/baselines.cpp"
-if [ ! -x "$baselines" ] || [ "$src" -nt "$baselines" ]; then
-  echo "bench_versus.sh: building $baselines" >&2
-  "${CXX:-g++}" -std=c++20 -O3 -march=native -fopenmp -o "$baselines" "$src" -ldnnl -lopenblas
-fi
+name=bench_versus.sh
+. "$root/scripts/lib/baselines.sh"
 
 list_args=()
 [ -n "$only" ] && list_args+=(--only "$only")
