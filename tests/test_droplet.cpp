@@ -253,6 +253,7 @@ DescentRun descend(const schedule::State& start, int groups, double noise, uint6
   const std::unordered_set<std::string> nothing;
   std::set<std::string> points = {point(start)};
   DescentRun run;
+  std::vector<std::string> order;  // canonical keys of the measured candidates, in order
   for (int round = 0; round < 1000; ++round) {
     const std::vector<schedule::State> batch = policy.propose(16, tell_measured ? measured : nothing);
     if (batch.empty()) break;
@@ -269,9 +270,19 @@ DescentRun descend(const schedule::State& start, int groups, double noise, uint6
       }
     }
     run.measured += int(batch.size());
+    for (const schedule::State& st : batch) order.push_back(schedule::canonical_key(st.steps()));
     const double before = policy.centre_ms();
+    const size_t accepted = policy.accepted().size();
     policy.observe(batch, results);
     REQUIRE(policy.centre_ms() <= before);
+    if (policy.accepted().size() > accepted) {
+      // A move's trial is the ordinal of the candidate moved to among the policy's measurements
+      // (what a log's trial numbers are, after the exploration's).
+      const int trial = policy.accepted().back().trial;
+      REQUIRE(trial >= 1);
+      REQUIRE(trial <= int(order.size()));
+      CHECK(order[trial - 1] == schedule::canonical_key(policy.centre().steps()));
+    }
   }
   run.final_centre = policy.centre();
   run.converged = policy.converged();
@@ -429,6 +440,7 @@ TEST_CASE("droplet measures a start given without timings first; a failed start 
   CHECK(policy.centre_ms() == Approx(2.0));
   CHECK(schedule::canonical_key(policy.centre().steps()) == schedule::canonical_key(batch[2].steps()));
   CHECK(std::isnan(policy.accepted()[0].p_value));
+  CHECK(policy.accepted()[0].trial == 4);  // the start was measured 1st, batch[2] 4th
   CHECK(policy.radius() == 1);
 }
 

@@ -635,6 +635,7 @@ void DropletPolicy::observe(const std::vector<State>& states, const std::vector<
     size_t i;
     double mean;
     const Candidate* cand;
+    int ordinal;  // the policy's measurement count with this candidate: its trial in a log
   };
   std::vector<Measured> faster, valid;
   std::vector<Candidate> done;
@@ -658,8 +659,8 @@ void DropletPolicy::observe(const std::vector<State>& states, const std::vector<
     if (!r.valid() || times.empty()) continue;
     const double m = mean(times);
     if (!d.pairs && done.back().move.size() == 1) d.singles.push_back({done.back().move, m});
-    if (m < d.centre_mean) faster.push_back({i, m, &done.back()});
-    valid.push_back({i, m, &done.back()});
+    if (m < d.centre_mean) faster.push_back({i, m, &done.back(), d.measurements});
+    valid.push_back({i, m, &done.back(), d.measurements});
   }
   std::stable_sort(faster.begin(), faster.end(), [](const Measured& x, const Measured& y) { return x.mean < y.mean; });
   if (d.remeasure && !d.centre_times.empty()) {  // a centre without timings loses to any valid one
@@ -674,7 +675,7 @@ void DropletPolicy::observe(const std::vector<State>& states, const std::vector<
       ++confirmed;
       const DropletTest t = d.confirm(*f.cand);
       if (!t.accepted) continue;
-      DropletStep step{d.measurements, t.centre_ms, t.candidate_ms, t.p_value, f.cand->description};
+      DropletStep step{f.ordinal, t.centre_ms, t.candidate_ms, t.p_value, f.cand->description};
       step.confirmed = true;
       d.accepted.push_back(step);
       debug(1) << "droplet: " << f.cand->description << ": " << t.centre_ms << " -> " << t.candidate_ms
@@ -687,7 +688,7 @@ void DropletPolicy::observe(const std::vector<State>& states, const std::vector<
   for (const Measured& f : faster) {
     const double p = welch_p_value(d.centre_times, results[f.i].timing.group_means_ms);
     if (!std::isnan(p) && p >= d.opt.alpha) continue;
-    d.accepted.push_back({d.measurements, d.centre_mean, f.mean, p, f.cand->description});
+    d.accepted.push_back({f.ordinal, d.centre_mean, f.mean, p, f.cand->description});
     debug(1) << "droplet: " << f.cand->description << ": " << d.centre_mean << " -> " << f.mean << " ms (p = " << p
              << ")\n";
     d.recentre(states[f.i], results[f.i].timing.group_means_ms);

@@ -78,6 +78,7 @@ class TwoPhasePolicy : public SearchPolicy {
       if (!best_) return {};
       explore_best_ms_ = best_ms_;
       refine_ = std::make_unique<DropletPolicy>(dag_, target_, *best_, best_times_, seed_ + 1);
+      refine_first_trial_ = explored_ + refined_;  // a resumed run's earlier refine trials come first
       if (remeasure_) refine_->set_remeasure(remeasure_);
     }
     if (refined_ >= refine_budget_) return {};
@@ -125,7 +126,7 @@ class TwoPhasePolicy : public SearchPolicy {
     if (!refine_) return;
     r.refine_converged = refine_->converged();
     for (const DropletStep& d : refine_->accepted())
-      r.refinement.push_back({explored_ + d.trial, d.from_ms, d.to_ms, d.p_value, d.move, d.confirmed});
+      r.refinement.push_back({refine_first_trial_ + d.trial, d.from_ms, d.to_ms, d.p_value, d.move, d.confirmed});
     r.refine_confirmations = int(refine_->tests().size());
     for (const DropletTest& t : refine_->tests()) r.refine_remeasured += 2 * t.rounds;
   }
@@ -147,6 +148,7 @@ class TwoPhasePolicy : public SearchPolicy {
   bool explore_until_valid_;
   uint64_t seed_;
   int explored_ = 0, refined_ = 0;
+  int refine_first_trial_ = 0;  // trials before the refinement's first candidate
   bool refining_ = false;
   std::optional<schedule::State> best_;
   double best_ms_ = 0, explore_best_ms_ = 0;

@@ -72,7 +72,7 @@ struct DropletTest {
 
 // One accepted move.
 struct DropletStep {
-  int trial = 0;  // the policy's measurement count when accepted
+  int trial = 0;  // the policy's measurement count with the accepted candidate (its ordinal)
   double from_ms = 0, to_ms = 0;
   double p_value = 1;  // Welch's; NaN when decided on the means alone (< 2 timings)
   std::string move;    // readable: "split C.local i: [4, 8, 2] -> [8, 4, 2]"
