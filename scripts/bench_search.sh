@@ -8,8 +8,10 @@
 #      against two-phase 300: best GFLOP/s and tuning wall time of each, the curves of best
 #      GFLOP/s against trials and against seconds (curves.csv, curves.svg), and ktune's peak
 #      memory (ktune + its worker, sampled every 2 s: memory.csv); then the best kernel of
-#      each log re-timed side by side, the two alternately (scripts/search_confirm.py:
-#      confirm.csv), since the best logged time of 10,000 noisy measurements is optimistic;
+#      each log exported and timed with the other's and oneDNN in one process, in 1,000
+#      alternating rounds (scripts/search_confirm.py over scripts/bench_versus.sh:
+#      confirm.csv, confirm/), since the best logged time of 10,000 noisy measurements is
+#      optimistic and this machine's speed drifts between the minutes the two were logged;
 #  (c) the cost model's pairwise ranking accuracy on held-out records of each evolutionary
 #      log of (b) (`ktune model-eval`): trained on its first 300 records and tested on the
 #      later ones, then trained on 300 random records and tested on the others; and on the
@@ -56,7 +58,7 @@ while [ $# -gt 0 ]; do
     --only-b) only_b="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --mem-budget) mem_budget="$2"; shift 2 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "bench_search.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -129,7 +131,7 @@ if has b; then
     run_tune b "$id" evolutionary "$evo_budget"
   done
   python3 "$root/scripts/search_curves.py" "$out/b" | tee "$out/b.txt"
-  python3 "$root/scripts/search_confirm.py" --ktune "$ktune" --threads "$threads" "$out/b" | tee -a "$out/b.txt"
+  python3 "$root/scripts/search_confirm.py" --ktune "$ktune" --threads "$threads" --rounds 1000 "$out/b" | tee -a "$out/b.txt"
 fi
 
 if has c; then
