@@ -12,6 +12,7 @@
 #include "ktune/schedule/lower.h"
 #include "ktune/schedule/steps.h"
 #include "ktune/search/droplet.h"
+#include "ktune/search/measurer.h"
 #include "ktune/search/sampler.h"
 #include "ktune/search/sketch.h"
 #include "ktune/te/kernel.h"
@@ -390,6 +391,66 @@ TEST_CASE("droplet refines a sampled matmul measured by the JIT without getting 
   }
   WARN("droplet on matmul 64^3: " << n << " measured, " << policy.accepted().size() << " accepted, "
                                   << r0.timing.median_ms << " ms -> centre mean " << policy.centre_ms() << " ms");
+}
+
+TEST_CASE("droplet moves an untiled stage's compute location along its consumer's loops", "[droplet][jit]") {
+  // The sketches compute a cache-read copy (B.local: a packed panel of B) at a loop of the
+  // tile that reads it; which loop decides the panel's size and how often it is packed. The
+  // coordinate's values are the consumer's loop positions; a tiled stage keeps its level.
+  const target::Target t = target::host_target();
+  auto dag = matmul_dag(64, 64, 64);
+  search::RandomSampler sampler(dag, t, 7);
+  runtime::TimingOptions quick;
+  quick.repeat = 2;
+  quick.min_repeat_ms = 0.2;
+  search::Measurer measurer(dag, t, 1, quick);
+  int found = 0;
+  for (int sample = 0; sample < 400 && found < 3; ++sample) {
+    const schedule::State centre = sampler.sample();
+    const auto coords = search::droplet_coordinates(centre, t);
+    const auto c = std::find_if(coords.begin(), coords.end(),
+                                [](const search::DropletCoordinate& x) { return x.name.rfind("compute_at ", 0) == 0; });
+    for (const auto& x : coords) CHECK(x.name.find("compute_at C") != 0);  // C.local is tiled
+    if (c == coords.end()) continue;
+    ++found;
+    INFO("centre:\n" << centre.steps_text() << c->name);
+    // The last compute_at step of that stage, and its consumer's loop count there.
+    const std::string stage = c->name.substr(std::string("compute_at ").size());
+    int at = -1;
+    schedule::State st(dag);
+    int target_loops = 0;
+    for (int i = 0; i < int(centre.steps().size()); ++i) {
+      if (const auto* ca = std::get_if<schedule::ComputeAtStep>(&centre.steps()[i].v))
+        if (st.stage(ca->stage).op.name == stage) at = i, target_loops = int(st.stage(ca->target_stage).leaf.size());
+      st.apply(centre.steps()[i]);
+    }
+    REQUIRE(at >= 0);
+    const int now = std::get<schedule::ComputeAtStep>(centre.steps()[at].v).target_iter;
+    CHECK(c->index == now);
+    REQUIRE(int(c->values.size()) == target_loops);
+    for (int p = 0; p < target_loops; ++p) CHECK(c->values[p] == p);
+    // Its radius-1 neighbours differ from the centre in that step's loop only, and compute the
+    // right answer.
+    DropletPolicy policy(dag, t, centre, {1.0, 1.0}, 1);
+    int moved = 0;
+    for (const schedule::State& n : policy.propose(10000, {})) {
+      if (n.steps().size() != centre.steps().size()) continue;
+      bool only_at = true;
+      for (int i = 0; i < int(n.steps().size()); ++i)
+        if (i != at && schedule::canonical_key({n.steps()[i]}) != schedule::canonical_key({centre.steps()[i]}))
+          only_at = false;
+      const auto* ca = std::get_if<schedule::ComputeAtStep>(&n.steps()[at].v);
+      if (!only_at || !ca || ca->target_iter == now) continue;
+      INFO("neighbour:\n" << n.steps_text());
+      CHECK(std::abs(ca->target_iter - now) == 1);
+      const search::MeasureResult r = measurer.measure(n);
+      INFO(r.message);
+      CHECK(r.valid());
+      ++moved;
+    }
+    CHECK(moved == (now > 0) + (now + 1 < target_loops));
+  }
+  CHECK(found == 3);
 }
 
 TEST_CASE("droplet neighbours of every shipped kernel's samples lower", "[droplet]") {

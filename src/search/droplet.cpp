@@ -13,6 +13,7 @@
 #include <numeric>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "ktune/schedule/lower.h"
 #include "ktune/schedule/steps.h"
@@ -30,7 +31,7 @@ namespace {
 constexpr int64_t kMaxVectorLength = 64;
 constexpr const char* kUnrollPragma = "auto_unroll_max_step";
 
-enum class CoordKind : uint8_t { Split, Unroll, Parallel };
+enum class CoordKind : uint8_t { Split, Unroll, Parallel, ComputeAt };
 
 // A coordinate of one step list, with what it takes to edit that list.
 struct Coord {
@@ -42,6 +43,7 @@ struct Coord {
   // Split: the split step, the extent of its loop, the pair of levels (0 = the implicit outer
   // level, k = lengths[k-1]) and the loop's name for descriptions.
   // Parallel: the annotate step; `fused` when a fuse step of the leading loops precedes it.
+  // ComputeAt: the compute_at step; its values are the positions of the target stage's loops.
   int step = -1;
   int64_t extent = 0;
   int outer = 0, inner = 0;
@@ -160,6 +162,8 @@ std::vector<Coord> coordinates(const State& state, const target::Target& t) {
   const std::vector<Step>& steps = state.steps();
   std::vector<Coord> out;
   std::unordered_map<std::string, std::vector<int>> pragmas;  // by stage name
+  std::unordered_set<std::string> tiled;                      // stages a reorder step tiles
+  std::vector<Coord> compute_at;
   State st(state.dag_ptr());
   for (int i = 0; i < int(steps.size()); ++i) {
     if (const auto* sp = std::get_if<SplitStep>(&steps[i].v)) {
@@ -180,7 +184,31 @@ std::vector<Coord> coordinates(const State& state, const target::Target& t) {
       if (auto c = parallel_coord(st, steps, i, an->stage)) out.push_back(std::move(*c));
     }
     if (const auto* pr = std::get_if<PragmaStep>(&steps[i].v)) pragmas[st.stage(pr->stage).op.name].push_back(i);
+    if (const auto* ro = std::get_if<ReorderStep>(&steps[i].v)) tiled.insert(st.stage(ro->stage).op.name);
+    if (const auto* ca = std::get_if<ComputeAtStep>(&steps[i].v)) {
+      // The loop of its consumer an untiled stage (a cache stage's copy, a producer) is
+      // computed at: any loop of the consumer is legal (the stage's bounds follow), and the
+      // deeper the loop the smaller and the more often recomputed the piece. Tiled stages keep
+      // the level their sketch fused them at, as in the exploration's mutations.
+      Coord c(CoordKind::ComputeAt);
+      c.stage_name = st.stage(ca->stage).op.name;
+      c.name = "compute_at " + c.stage_name;
+      c.loop = st.stage(ca->target_stage).op.name;
+      c.step = i;
+      for (int p = 0; p < int(st.stage(ca->target_stage).leaf.size()); ++p) c.values.push_back(p);
+      c.index = ca->target_iter;
+      if (c.values.size() >= 2 && c.index >= 0 && c.index < int(c.values.size())) compute_at.push_back(std::move(c));
+    }
     st.apply(steps[i]);
+  }
+  // The last compute_at step of a stage decides where it is computed.
+  for (int k = 0; k < int(compute_at.size()); ++k) {
+    const Coord& c = compute_at[k];
+    const bool later = std::any_of(compute_at.begin() + k + 1, compute_at.end(),
+                                   [&](const Coord& x) { return x.stage_name == c.stage_name; });
+    if (!later && !tiled.count(c.stage_name) && state.stage_index(c.stage_name) >= 0 &&
+        state.stage(state.stage_index(c.stage_name)).location == ComputeLocation::At)
+      out.push_back(std::move(compute_at[k]));
   }
   for (int s = 0; s < state.num_stages(); ++s) {
     const Stage& stage = state.stage(s);
@@ -250,6 +278,9 @@ std::vector<Step> set_coordinate(const std::vector<Step>& from, const Coord& c, 
       if (v != 0) steps.push_back(PragmaStep{c.stage, 0, kUnrollPragma, v});
       break;
     }
+    case CoordKind::ComputeAt:
+      std::get<ComputeAtStep>(steps[c.step].v).target_iter = int(v);
+      break;
     case CoordKind::Parallel: {
       const int k = c.index + 1, k2 = int(v);
       for (int j : c.edits)
@@ -287,6 +318,9 @@ std::string describe(const Coord& c, const std::vector<Step>& before, const std:
       return c.name + ": " + std::to_string(c.values[c.index]) + " -> " + std::to_string(c.values[to]);
     case CoordKind::Parallel:
       return c.name + ": " + std::to_string(c.values[c.index]) + " -> " + std::to_string(c.values[to]) + " fused loops";
+    case CoordKind::ComputeAt:
+      return c.name + ": loop " + std::to_string(c.values[c.index]) + " -> " + std::to_string(c.values[to]) + " of " +
+             c.loop;
   }
   return {};
 }
