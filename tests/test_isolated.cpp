@@ -477,6 +477,31 @@ TEST_CASE("the final ranking times every candidate in the same rounds, in proces
   CHECK(both.isolated.worker_starts() == 1);  // ranked in one worker, not by the fallback
 }
 
+TEST_CASE("the final ranking scores each round relative to the round, so a change of machine speed does not pick", "[rank]") {
+  // A is 3% faster than B in every round. The machine is twice as slow from round 20 on, and
+  // the change falls between A's and B's slices of round 20: A has 21 slow rounds of 41, B
+  // 20. The median of raw times would take B (its median is a fast round, A's a slow one).
+  std::vector<double> a, b;
+  for (int r = 0; r < 41; ++r) {
+    const double speed = r >= 20 ? 2.0 : 1.0;
+    a.push_back(1.00 * speed);
+    b.push_back(1.03 * (r > 20 ? 2.0 : 1.0));
+  }
+  REQUIRE(runtime::median_of(a) > runtime::median_of(b));  // the trap is there
+  const std::vector<double> t = search::ranked_times({a, b});
+  REQUIRE(t.size() == 2);
+  CHECK(t[0] < t[1]);
+  CHECK(t[1] / t[0] == Approx(1.03).epsilon(1e-9));
+  // A time that a round had (between the fast and the slow rounds' times).
+  CHECK(t[0] >= 1.0);
+  CHECK(t[1] <= 2.06);
+  // One candidate: the median of its times; rounds that not all have are left out.
+  CHECK(search::ranked_times({{3.0, 1.0, 2.0}})[0] == Approx(2.0));
+  const std::vector<double> u = search::ranked_times({{1.0, 1.0, 1.0, 9.0}, {2.0, 2.0, 2.0}});
+  CHECK(u[1] / u[0] == Approx(2.0));
+  CHECK(search::ranked_times({}).empty());
+}
+
 TEST_CASE("a log's best view prefers the final ranking's pick to a faster search measurement", "[log]") {
   auto dag = shipped("matmul", {{"M", 8}, {"N", 8}, {"K", 8}});
   log::Record fast = log::make_record(*dag, target::host_target(), 1), fin = fast, slow = fast;

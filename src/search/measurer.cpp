@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -256,11 +257,37 @@ std::vector<MeasureResult> Measurer::rank(std::vector<CompiledCandidate>& cs, co
     }
     if (r + 1 >= 3 && ms_since(start) > opt.max_ms) break;
   }
-  for (size_t i : live) {
+  std::vector<std::vector<double>> times;
+  for (size_t i : live) times.push_back(out[i].timing.group_means_ms);
+  const std::vector<double> ranked = ranked_times(times);
+  for (size_t j = 0; j < live.size(); ++j) {
+    const size_t i = live[j];
     out[i].timing.number = calls[i];
-    out[i].timing.median_ms = runtime::median_of(out[i].timing.group_means_ms);
+    out[i].timing.median_ms = ranked[j];
     out[i].gflops = dag_->flop_count() / (out[i].timing.median_ms * 1e6);
     cs[i].kernel.reset();
+  }
+  return out;
+}
+
+std::vector<double> ranked_times(const std::vector<std::vector<double>>& times) {
+  if (times.empty()) return {};
+  size_t rounds = times[0].size();
+  for (const auto& t : times) rounds = std::min(rounds, t.size());
+  std::vector<double> out(times.size(), 0);
+  if (rounds == 0) return out;
+  std::vector<double> geo(rounds, 0);  // log of each round's geometric mean
+  for (size_t r = 0; r < rounds; ++r) {
+    for (const auto& t : times) geo[r] += std::log(std::max(t[r], 1e-12));
+    geo[r] /= double(times.size());
+  }
+  std::vector<double> typical(rounds);
+  for (size_t r = 0; r < rounds; ++r) typical[r] = std::exp(geo[r]);
+  const double typical_ms = runtime::median_of(typical);
+  for (size_t c = 0; c < times.size(); ++c) {
+    std::vector<double> rel(rounds);
+    for (size_t r = 0; r < rounds; ++r) rel[r] = times[c][r] / std::exp(geo[r]);
+    out[c] = runtime::median_of(rel) * typical_ms;
   }
   return out;
 }
@@ -386,8 +413,12 @@ std::vector<MeasureResult> MeasureBackend::rank(const std::vector<schedule::Stat
     }
     if (r + 1 >= 3 && ms_since(start) > opt.max_ms) break;
   }
+  std::vector<size_t> live;
+  std::vector<std::vector<double>> times;
   for (size_t i = 0; i < states.size(); ++i)
-    if (!failed[i]) out[i].timing.median_ms = runtime::median_of(out[i].timing.group_means_ms);  // no flops here
+    if (!failed[i]) live.push_back(i), times.push_back(out[i].timing.group_means_ms);
+  const std::vector<double> ranked = ranked_times(times);
+  for (size_t j = 0; j < live.size(); ++j) out[live[j]].timing.median_ms = ranked[j];  // no flops here
   return out;
 }
 

@@ -129,6 +129,16 @@ struct RankOptions {
   double max_ms = 4000;   // stop after the round that passes this (at least 3 rounds)
 };
 
+// The final ranking's times. times[c][r] is candidate c's slice time in round r (rounds that
+// not every candidate has are left out). This machine's speed changes in steps of up to 2x
+// that last seconds, shorter than a ranking but longer than a round; the median of a
+// candidate's raw times then falls between the fast and slow rounds wherever its own mix of
+// them puts it, and copies of one kernel differ by 8%. So each round's times are divided by
+// the round's geometric mean: candidate c's relative time is the median over rounds of its
+// ratio, and its ranked time is that times the median round's geometric mean (the time it
+// takes in a typical round; one candidate: the median of its times). Returns one per candidate.
+std::vector<double> ranked_times(const std::vector<std::vector<double>>& times);
+
 // Measures candidates of one workload. Implementations: Measurer (in this process) and
 // IsolatedMeasurer (in a worker process, isolated.h).
 class MeasureBackend {
@@ -142,9 +152,10 @@ class MeasureBackend {
                                                    const BatchHooks& hooks = {});
   // Times valid candidates against each other (RankOptions): each is compiled once and
   // verified, then every round times one slice of each, in an order that reverses from round
-  // to round. Per candidate: timing.group_means_ms holds its slice times and median_ms their
-  // median; or the error that stopped it. By default each candidate is measured through
-  // measure() in turns, one measurement per round (up to opt.rounds, until opt.max_ms).
+  // to round. Per candidate: timing.group_means_ms holds its slice times and median_ms its
+  // time in a typical round (ranked_times); or the error that stopped it. By default each
+  // candidate is measured through measure() in turns, one measurement per round (up to
+  // opt.rounds, until opt.max_ms).
   virtual std::vector<MeasureResult> rank(const std::vector<schedule::State>& states, const RankOptions& opt);
   // How results are verified: "interpreter" or "naive schedule".
   virtual const std::string& reference_kind() const = 0;
