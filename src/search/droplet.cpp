@@ -7,6 +7,7 @@
 #include "ktune/search/droplet.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <deque>
 #include <limits>
@@ -16,6 +17,7 @@
 #include <unordered_set>
 
 #include "ktune/schedule/lower.h"
+#include "ktune/schedule/step_edit.h"
 #include "ktune/schedule/steps.h"
 #include "ktune/support/debug.h"
 #include "ktune/support/error.h"
@@ -162,8 +164,8 @@ std::vector<Coord> coordinates(const State& state, const target::Target& t) {
   const std::vector<Step>& steps = state.steps();
   std::vector<Coord> out;
   std::unordered_map<std::string, std::vector<int>> pragmas;  // by stage name
-  std::unordered_set<std::string> tiled;                      // stages a reorder step tiles
-  std::vector<Coord> compute_at;
+  const Trace tr = trace_steps(state);
+  const std::unordered_set<std::string> tiled = tiled_stages(state, tr);
   State st(state.dag_ptr());
   for (int i = 0; i < int(steps.size()); ++i) {
     if (const auto* sp = std::get_if<SplitStep>(&steps[i].v)) {
@@ -184,31 +186,27 @@ std::vector<Coord> coordinates(const State& state, const target::Target& t) {
       if (auto c = parallel_coord(st, steps, i, an->stage)) out.push_back(std::move(*c));
     }
     if (const auto* pr = std::get_if<PragmaStep>(&steps[i].v)) pragmas[st.stage(pr->stage).op.name].push_back(i);
-    if (const auto* ro = std::get_if<ReorderStep>(&steps[i].v)) tiled.insert(st.stage(ro->stage).op.name);
     if (const auto* ca = std::get_if<ComputeAtStep>(&steps[i].v)) {
       // The loop of its consumer an untiled stage (a cache stage's copy, a producer) is
       // computed at: any loop of the consumer is legal (the stage's bounds follow), and the
       // deeper the loop the smaller and the more often recomputed the piece. Tiled stages keep
-      // the level their sketch fused them at, as in the exploration's mutations.
-      Coord c(CoordKind::ComputeAt);
-      c.stage_name = st.stage(ca->stage).op.name;
-      c.name = "compute_at " + c.stage_name;
-      c.loop = st.stage(ca->target_stage).op.name;
-      c.step = i;
-      for (int p = 0; p < int(st.stage(ca->target_stage).leaf.size()); ++p) c.values.push_back(p);
-      c.index = ca->target_iter;
-      if (c.values.size() >= 2 && c.index >= 0 && c.index < int(c.values.size())) compute_at.push_back(std::move(c));
+      // the level their sketch fused them at, as in the exploration's mutations; and only the
+      // step that decides where the stage is computed is a coordinate.
+      const std::string& name = tr[i].stage;
+      const int fs = state.stage_index(name);
+      if (!tiled.count(name) && location_step(state, tr, name) == i && fs >= 0 &&
+          state.stage(fs).location == ComputeLocation::At) {
+        Coord c(CoordKind::ComputeAt);
+        c.stage_name = name;
+        c.name = "compute_at " + name;
+        c.loop = tr[i].target;
+        c.step = i;
+        for (int p = 0; p < tr[i].target_loops; ++p) c.values.push_back(p);
+        c.index = ca->target_iter;
+        if (c.values.size() >= 2 && c.index >= 0 && c.index < int(c.values.size())) out.push_back(std::move(c));
+      }
     }
     st.apply(steps[i]);
-  }
-  // The last compute_at step of a stage decides where it is computed.
-  for (int k = 0; k < int(compute_at.size()); ++k) {
-    const Coord& c = compute_at[k];
-    const bool later = std::any_of(compute_at.begin() + k + 1, compute_at.end(),
-                                   [&](const Coord& x) { return x.stage_name == c.stage_name; });
-    if (!later && !tiled.count(c.stage_name) && state.stage_index(c.stage_name) >= 0 &&
-        state.stage(state.stage_index(c.stage_name)).location == ComputeLocation::At)
-      out.push_back(std::move(compute_at[k]));
   }
   for (int s = 0; s < state.num_stages(); ++s) {
     const Stage& stage = state.stage(s);
@@ -229,34 +227,6 @@ std::vector<Coord> coordinates(const State& state, const target::Target& t) {
   return out;
 }
 
-// Follow steps name their source splits by step index: keep them pointing at the same steps
-// when a step is inserted or erased.
-void renumber_sources(std::vector<Step>& steps, int from, int delta) {
-  auto fix = [&](int& id) {
-    if (id >= from) id += delta;
-  };
-  for (Step& s : steps) {
-    if (auto* f = std::get_if<FollowSplitStep>(&s.v)) fix(f->src_step_id);
-    if (auto* f = std::get_if<FollowFusedSplitStep>(&s.v))
-      for (int& id : f->src_step_ids) fix(id);
-  }
-}
-
-void erase_step(std::vector<Step>& steps, int i) {
-  for (const Step& s : steps) {
-    if (const auto* f = std::get_if<FollowSplitStep>(&s.v)) KT_CHECK(f->src_step_id != i, "erasing a split source");
-    if (const auto* f = std::get_if<FollowFusedSplitStep>(&s.v))
-      KT_CHECK(std::find(f->src_step_ids.begin(), f->src_step_ids.end(), i) == f->src_step_ids.end(),
-               "erasing a split source");
-  }
-  steps.erase(steps.begin() + i);
-  renumber_sources(steps, i + 1, -1);
-}
-
-void insert_step(std::vector<Step>& steps, int i, Step s) {
-  renumber_sources(steps, i, +1);
-  steps.insert(steps.begin() + i, std::move(s));
-}
 
 // The step list with coordinate `c` set to c.values[to].
 std::vector<Step> set_coordinate(const std::vector<Step>& from, const Coord& c, int to) {
@@ -424,6 +394,15 @@ double welch_p_value(const std::vector<double>& a, const std::vector<double>& b)
   return student_t_cdf(t, df);
 }
 
+// The order of a confirmation's rounds: (centre, neighbour) or (neighbour, centre), following
+// the Thue-Morse sequence (C X, X C, X C, C X, X C, C X, C X, X C, ...). Two rounds cancel a
+// linear drift; four (C X X C X C C X) also a quadratic one, and give the centre and the
+// neighbour one end each of the re-measured batch (a batch's first and last places can run
+// slower than the middle ones).
+namespace {
+bool centre_first(int round) { return std::popcount(unsigned(round)) % 2 == 0; }
+}  // namespace
+
 struct DropletPolicy::Impl {
   Impl(std::shared_ptr<const te::ComputeDAG> d, target::Target t, DropletOptions o, uint64_t seed)
       : dag(std::move(d)), target(std::move(t)), opt(o), rng(seed) {}
@@ -454,24 +433,25 @@ struct DropletPolicy::Impl {
   std::vector<DropletTest> tests;
   std::vector<double> last_candidate_times;  // the fresh samples of the last confirmed neighbour
 
-  // Measures the centre and `cand` again, interleaved (ABBA: C X, X C, C X, ...), and tests
-  // the fresh samples. The centre's timings become its fresh ones either way.
+  // Measures the centre and `cand` again, interleaved, and tests the fresh samples. The
+  // centre's timings become its fresh ones either way.
   DropletTest confirm(const Candidate& cand) {
     DropletTest t;
     t.move = cand.description;
     const int rounds = std::max(1, opt.confirm_rounds);
     std::vector<State> states;
     for (int r = 0; r < rounds; ++r) {
-      const bool centre_first = r % 2 == 0;
-      states.push_back(centre_first ? centre : cand.state);
-      states.push_back(centre_first ? cand.state : centre);
+      const bool cf = centre_first(r);
+      states.push_back(cf ? centre : cand.state);
+      states.push_back(cf ? cand.state : centre);
     }
     const std::vector<MeasureResult> res = remeasure(states);
-    std::vector<double> a, b;  // centre, candidate: all fresh group means
+    std::vector<double> a, b;    // centre, candidate: all fresh group means
+    std::vector<double> na, nb;  // the same, each divided by its round's scale
     for (size_t r = 0; 2 * r + 1 < res.size(); ++r) {
-      const bool centre_first = r % 2 == 0;
-      const MeasureResult& mc = res[2 * r + (centre_first ? 0 : 1)];
-      const MeasureResult& mx = res[2 * r + (centre_first ? 1 : 0)];
+      const bool cf = centre_first(int(r));
+      const MeasureResult& mc = res[2 * r + (cf ? 0 : 1)];
+      const MeasureResult& mx = res[2 * r + (cf ? 1 : 0)];
       if (!mc.valid() || !mx.valid() || mc.timing.group_means_ms.empty() || mx.timing.group_means_ms.empty()) {
         // A neighbour that fails now (or a centre that does) is not taken.
         t.rounds = 0;
@@ -479,8 +459,16 @@ struct DropletPolicy::Impl {
       }
       ++t.rounds;
       t.rounds_won += mx.timing.median_ms < mc.timing.median_ms;
-      a.insert(a.end(), mc.timing.group_means_ms.begin(), mc.timing.group_means_ms.end());
-      b.insert(b.end(), mx.timing.group_means_ms.begin(), mx.timing.group_means_ms.end());
+      const std::vector<double>& gc = mc.timing.group_means_ms;
+      const std::vector<double>& gx = mx.timing.group_means_ms;
+      a.insert(a.end(), gc.begin(), gc.end());
+      b.insert(b.end(), gx.begin(), gx.end());
+      // The machine's speed changes in steps that last seconds: rounds in a slow stretch would
+      // widen both samples and hide a real difference, so each round is scaled by the
+      // geometric mean of its two kernels' means.
+      const double scale = std::sqrt(mean(gc) * mean(gx));
+      for (double v : gc) na.push_back(v / scale);
+      for (double v : gx) nb.push_back(v / scale);
     }
     if (t.rounds < rounds || a.empty() || b.empty()) {
       t.p_value = std::numeric_limits<double>::quiet_NaN();
@@ -491,9 +479,8 @@ struct DropletPolicy::Impl {
     t.centre_ms = mean(a);
     t.candidate_ms = mean(b);
     last_candidate_times = b;
-    t.p_value = welch_p_value(a, b);
-    t.accepted = t.candidate_ms < t.centre_ms && !std::isnan(t.p_value) && t.p_value < opt.alpha &&
-                 2 * t.rounds_won > t.rounds;
+    t.p_value = welch_p_value(na, nb);
+    t.accepted = mean(nb) < mean(na) && !std::isnan(t.p_value) && t.p_value < opt.alpha && 2 * t.rounds_won > t.rounds;
     centre_times = a;
     centre_mean = t.centre_ms;
     tests.push_back(t);

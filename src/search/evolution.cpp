@@ -20,10 +20,12 @@
 #include <exception>
 #include <type_traits>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "ktune/ir/visitor.h"
 #include "ktune/log/record.h"
 #include "ktune/schedule/lower.h"
+#include "ktune/schedule/step_edit.h"
 #include "ktune/support/debug.h"
 #include "ktune/support/error.h"
 
@@ -68,83 +70,7 @@ std::string invalid_reason(const std::string& msg) {
   return m.substr(0, m.find(':'));
 }
 
-// ---- tracing a step list ---------------------------------------------------------------------
-
-struct StepInfo {
-  std::string stage;     // the stage the step acts on ("" for cache_read)
-  std::string target;    // compute_at: the stage it computes at
-  int64_t extent = 0;    // split: the extent of the loop it splits
-  bool reduce = false;   // split: whether that loop is a reduction loop
-  int target_loops = 0;  // compute_at: the number of loops of the target stage
-  int lead_spatial = 0;  // the number of outermost consecutive spatial loops of `stage`
-};
-using Trace = std::vector<StepInfo>;
-
-int step_stage(const Step& s) {
-  return std::visit(
-      [](const auto& x) {
-        if constexpr (requires { x.stage; })
-          return int(x.stage);
-        else
-          return -1;
-      },
-      s.v);
-}
-
-// What each step of a (valid) state acts on, as the state was before the step.
-Trace trace_steps(const State& s) {
-  State st(s.dag_ptr());
-  Trace out;
-  out.reserve(s.steps().size());
-  for (const Step& step : s.steps()) {
-    StepInfo info;
-    const int si = step_stage(step);
-    if (si >= 0 && si < st.num_stages()) {
-      const Stage& stage = st.stage(si);
-      info.stage = stage.op.name;
-      while (info.lead_spatial < int(stage.leaf.size()) &&
-             stage.leaf_iter(info.lead_spatial).kind == IterKind::Spatial)
-        ++info.lead_spatial;
-      const auto* sp = std::get_if<SplitStep>(&step.v);
-      if (sp && sp->iter >= 0 && sp->iter < int(stage.leaf.size())) {
-        info.extent = stage.leaf_iter(sp->iter).extent;
-        info.reduce = stage.leaf_iter(sp->iter).kind == IterKind::Reduce;
-      }
-    }
-    const auto* ca = std::get_if<ComputeAtStep>(&step.v);
-    if (ca && ca->target_stage >= 0 && ca->target_stage < st.num_stages()) {
-      info.target = st.stage(ca->target_stage).op.name;
-      info.target_loops = int(st.stage(ca->target_stage).leaf.size());
-    }
-    st.apply(step);
-    out.push_back(std::move(info));
-  }
-  return out;
-}
-
 // ---- editing step lists ------------------------------------------------------------------------
-
-// Follow steps name their source split by its index: keep them pointing at it when steps
-// before it are inserted or erased.
-void renumber_sources(std::vector<Step>& steps, int from, int delta) {
-  for (Step& s : steps) {
-    if (auto* f = std::get_if<FollowSplitStep>(&s.v); f && f->src_step_id >= from) f->src_step_id += delta;
-    if (auto* f = std::get_if<FollowFusedSplitStep>(&s.v))
-      for (int& id : f->src_step_ids)
-        if (id >= from) id += delta;
-  }
-}
-
-void insert_step(std::vector<Step>& steps, int i, Step step) {
-  renumber_sources(steps, i, 1);
-  steps.insert(steps.begin() + i, std::move(step));
-}
-
-void erase_step(std::vector<Step>& steps, int i) {
-  KT_CHECK(!std::holds_alternative<SplitStep>(steps[i].v), "mutation erases a split step");
-  steps.erase(steps.begin() + i);
-  renumber_sources(steps, i + 1, -1);
-}
 
 // Distinct prime factors of v >= 1.
 std::vector<int64_t> prime_factors(int64_t v) {
@@ -238,16 +164,12 @@ Edit edit_unroll(const State& s, const Trace& tr, std::mt19937_64& rng, std::str
 // or inlined. Tiled stages keep the location their sketch chose (Ansor's rule too): the
 // fusion sketches already cover the useful levels, and elsewhere the tile no longer matches.
 Edit edit_compute_location(const State& s, const Trace& tr, std::mt19937_64& rng, std::string* why) {
-  std::vector<std::string> tiled;
-  for (int i = 0; i < int(s.steps().size()); ++i)
-    if (std::holds_alternative<ReorderStep>(s.steps()[i].v)) tiled.push_back(tr[i].stage);
+  const std::unordered_set<std::string> tiled = tiled_stages(s, tr);
   std::vector<std::vector<std::vector<Step>>> per_stage;  // the candidate step lists of each stage
   for (int x = 0; x < s.num_stages(); ++x) {
     const Stage& stage = s.stage(x);
     const std::string& name = stage.op.name;
-    if (stage.op.is_output || stage.location == ComputeLocation::Inlined ||
-        std::find(tiled.begin(), tiled.end(), name) != tiled.end())
-      continue;
+    if (stage.op.is_output || stage.location == ComputeLocation::Inlined || tiled.count(name)) continue;
     int consumer = -1, n_consumers = 0;
     for (int c = 0; c < s.num_stages(); ++c)
       if (c != x && reads_tensor(s.stage(c).op, name)) consumer = c, ++n_consumers;
@@ -256,12 +178,7 @@ Edit edit_compute_location(const State& s, const Trace& tr, std::mt19937_64& rng
     const bool inlineable = stage.op.reduce == te::ReduceKind::None && s.dag().find(name) >= 0;
     std::vector<std::vector<Step>> options;
     if (stage.location == ComputeLocation::At) {
-      int at = -1;  // the step that put it there
-      for (int i = 0; i < int(s.steps().size()); ++i)
-        if (tr[i].stage == name && (std::holds_alternative<ComputeAtStep>(s.steps()[i].v) ||
-                                    std::holds_alternative<ComputeInlineStep>(s.steps()[i].v) ||
-                                    std::holds_alternative<ComputeRootStep>(s.steps()[i].v)))
-          at = i;
+      const int at = location_step(s, tr, name);  // the step that put it there
       if (at < 0 || !std::holds_alternative<ComputeAtStep>(s.steps()[at].v)) continue;
       const auto& ca = std::get<ComputeAtStep>(s.steps()[at].v);
       for (int p = 0; p < tr[at].target_loops; ++p) {

@@ -14,10 +14,13 @@
 // earlier, and on a shared machine the speed drifts by 10-20% within a minute, more than
 // most moves gain; a test against them measures the drift. So, when the policy has a way to
 // re-measure (set_remeasure; the tuner gives one), neighbours are *confirmed*: the centre and
-// the neighbour are measured again, interleaved in ABBA order over `confirm_rounds` rounds
-// (both see the same machine state, and with an even number of rounds a linear drift
-// cancels), and the t-test compares those fresh samples; in addition the neighbour's median
-// must be below the centre's in a majority of the rounds. The fastest neighbour of each
+// the neighbour are measured again, interleaved over `confirm_rounds` rounds in the order
+// C X, X C, X C, C X (both see the same machine state; a linear or quadratic drift cancels,
+// and each of the two takes one end of the re-measured batch, whose first and last places can
+// run slower), and the t-test compares those fresh samples, each round's scaled by the
+// geometric mean of its two kernels' means (the machine's speed changes in steps that last
+// seconds; a round in a slow stretch would otherwise widen both samples); in addition the
+// neighbour's median must be below the centre's in a majority of the rounds. The fastest neighbour of each
 // observed batch is always confirmed, then (up to `confirm_candidates` in all) the next
 // fastest while they are faster than the centre's fresh timings. An accepted neighbour
 // becomes the centre with its fresh timings; a rejected one leaves the centre with its fresh
@@ -57,7 +60,7 @@ struct DropletOptions {
   bool reshape_moves = true;
   // Confirmation by interleaved re-measurement (see above; used when set_remeasure was
   // called): rounds of (centre, neighbour) pairs, and neighbours confirmed per batch at most.
-  int confirm_rounds = 2;
+  int confirm_rounds = 4;
   int confirm_candidates = 2;
 };
 
