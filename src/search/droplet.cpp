@@ -414,6 +414,7 @@ struct DropletPolicy::Impl {
 
   State centre;
   std::vector<double> centre_times;  // group means of its valid measurement
+  double centre_quiet_ms = std::numeric_limits<double>::infinity();  // its fastest group mean seen
   double centre_mean = std::numeric_limits<double>::infinity();
   bool measure_start = false;  // no timings given: the start is proposed first
   std::vector<Coord> coords;   // of the centre
@@ -480,13 +481,16 @@ struct DropletPolicy::Impl {
     t.candidate_ms = mean(b);
     last_candidate_times = b;
     t.p_value = welch_p_value(na, nb);
-    t.accepted = mean(nb) < mean(na) && !std::isnan(t.p_value) && t.p_value < opt.alpha && 2 * t.rounds_won > t.rounds;
+    t.slow = t.centre_ms > opt.slow_stretch * centre_quiet_ms;
+    t.accepted = !t.slow && mean(nb) < mean(na) && !std::isnan(t.p_value) && t.p_value < opt.alpha &&
+                 2 * t.rounds_won > t.rounds;
+    for (double v : a) centre_quiet_ms = std::min(centre_quiet_ms, v);
     centre_times = a;
     centre_mean = t.centre_ms;
     tests.push_back(t);
     debug(1) << "droplet: confirm " << t.move << ": centre " << t.centre_ms << " ms, neighbour " << t.candidate_ms
              << " ms, p = " << t.p_value << ", won " << t.rounds_won << "/" << t.rounds << " rounds: "
-             << (t.accepted ? "accepted" : "rejected") << "\n";
+             << (t.accepted ? "accepted" : t.slow ? "rejected (a slow stretch of the machine)" : "rejected") << "\n";
     return t;
   }
 
@@ -494,6 +498,8 @@ struct DropletPolicy::Impl {
     centre = std::move(st);
     centre_times = std::move(times);
     centre_mean = centre_times.empty() ? std::numeric_limits<double>::infinity() : mean(centre_times);
+    centre_quiet_ms = std::numeric_limits<double>::infinity();
+    for (double v : centre_times) centre_quiet_ms = std::min(centre_quiet_ms, v);
     visited.insert(point_key(centre));
     coords = coordinates(centre, target);
     max_radius = 0;
@@ -701,7 +707,12 @@ void DropletPolicy::observe(const std::vector<State>& states, const std::vector<
       d.accepted.push_back(step);
       debug(1) << "droplet: " << f.cand->description << ": " << t.centre_ms << " -> " << t.candidate_ms
                << " ms (p = " << t.p_value << ", confirmed)\n";
+      // The new centre's quiet speed: the old centre's, times the gain just confirmed, unless
+      // it was seen faster (its own timings may all come from a slow stretch).
+      const double quiet = d.centre_quiet_ms * t.candidate_ms / t.centre_ms;
       d.recentre(states[f.i], d.last_candidate_times);
+      d.centre_quiet_ms = std::min(d.centre_quiet_ms, quiet);
+      for (double v : results[f.i].timing.group_means_ms) d.centre_quiet_ms = std::min(d.centre_quiet_ms, v);
       return;
     }
     return;

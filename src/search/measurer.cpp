@@ -8,6 +8,7 @@
 #include <cmath>
 #include <exception>
 #include <mutex>
+#include <numeric>
 #include <thread>
 
 #include "ktune/ir/interpreter.h"
@@ -276,17 +277,22 @@ std::vector<double> ranked_times(const std::vector<std::vector<double>>& times) 
   for (const auto& t : times) rounds = std::min(rounds, t.size());
   std::vector<double> out(times.size(), 0);
   if (rounds == 0) return out;
-  std::vector<double> geo(rounds, 0);  // log of each round's geometric mean
+  std::vector<double> geo(rounds, 0);  // each round's geometric mean
   for (size_t r = 0; r < rounds; ++r) {
     for (const auto& t : times) geo[r] += std::log(std::max(t[r], 1e-12));
-    geo[r] /= double(times.size());
+    geo[r] = std::exp(geo[r] / double(times.size()));
   }
-  std::vector<double> typical(rounds);
-  for (size_t r = 0; r < rounds; ++r) typical[r] = std::exp(geo[r]);
+  // The faster half of the rounds (the odd one out included): the quiet machine's order.
+  std::vector<size_t> quiet(rounds);
+  std::iota(quiet.begin(), quiet.end(), size_t(0));
+  std::stable_sort(quiet.begin(), quiet.end(), [&](size_t x, size_t y) { return geo[x] < geo[y]; });
+  quiet.resize((rounds + 1) / 2);
+  std::vector<double> typical;
+  for (size_t r : quiet) typical.push_back(geo[r]);
   const double typical_ms = runtime::median_of(typical);
   for (size_t c = 0; c < times.size(); ++c) {
-    std::vector<double> rel(rounds);
-    for (size_t r = 0; r < rounds; ++r) rel[r] = times[c][r] / std::exp(geo[r]);
+    std::vector<double> rel;
+    for (size_t r : quiet) rel.push_back(times[c][r] / geo[r]);
     out[c] = runtime::median_of(rel) * typical_ms;
   }
   return out;

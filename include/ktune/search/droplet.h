@@ -62,6 +62,12 @@ struct DropletOptions {
   // called): rounds of (centre, neighbour) pairs, and neighbours confirmed per batch at most.
   int confirm_rounds = 4;
   int confirm_candidates = 2;
+  // A confirmation whose centre runs slower than this times the fastest group time known of
+  // it (its own, or the previous centre's times the confirmed gain) ran in a slow stretch of
+  // the machine, in which kernels do not keep their order (matmul 512^3: a 19% gain in the
+  // quiet rounds was a 7% loss in the slow ones): no move is accepted on it. The quiet
+  // machine's group times spread by about 10%, its slow stretches run 1.6-2x slower.
+  double slow_stretch = 1.5;
 };
 
 // One confirmation of a neighbour against the centre (interleaved re-measurement).
@@ -70,6 +76,7 @@ struct DropletTest {
   double centre_ms = 0, candidate_ms = 0;  // means of the fresh group means
   double p_value = 1;                      // Welch's on the fresh samples
   int rounds_won = 0, rounds = 0;          // rounds where the neighbour's median was lower
+  bool slow = false;                       // run in a slow stretch (DropletOptions::slow_stretch)
   bool accepted = false;
 };
 

@@ -136,7 +136,10 @@ struct RankOptions {
 // them puts it, and copies of one kernel differ by 8%. So each round's times are divided by
 // the round's geometric mean: candidate c's relative time is the median over rounds of its
 // ratio, and its ranked time is that times the median round's geometric mean (the time it
-// takes in a typical round; one candidate: the median of its times). Returns one per candidate.
+// takes in a typical round). Only the faster half of the rounds (by their geometric mean)
+// counts: in the slow stretches kernels do not keep their order (matmul 512^3: one kernel 19%
+// faster than another in the quiet rounds, 7% slower in the slow ones), and the quiet
+// machine's order is the one wanted. Returns one per candidate.
 std::vector<double> ranked_times(const std::vector<std::vector<double>>& times);
 
 // Measures candidates of one workload. Implementations: Measurer (in this process) and
