@@ -227,7 +227,6 @@ std::vector<Coord> coordinates(const State& state, const target::Target& t) {
   return out;
 }
 
-
 // The step list with coordinate `c` set to c.values[to].
 std::vector<Step> set_coordinate(const std::vector<Step>& from, const Coord& c, int to) {
   std::vector<Step> steps = from;
@@ -494,11 +493,12 @@ struct DropletPolicy::Impl {
     return t;
   }
 
-  void recentre(State st, std::vector<double> times) {
+  // `quiet_ms`: a fastest time known of `st` besides `times` (DropletOptions::slow_stretch).
+  void recentre(State st, std::vector<double> times, double quiet_ms = std::numeric_limits<double>::infinity()) {
     centre = std::move(st);
     centre_times = std::move(times);
     centre_mean = centre_times.empty() ? std::numeric_limits<double>::infinity() : mean(centre_times);
-    centre_quiet_ms = std::numeric_limits<double>::infinity();
+    centre_quiet_ms = quiet_ms;
     for (double v : centre_times) centre_quiet_ms = std::min(centre_quiet_ms, v);
     visited.insert(point_key(centre));
     coords = coordinates(centre, target);
@@ -709,10 +709,9 @@ void DropletPolicy::observe(const std::vector<State>& states, const std::vector<
                << " ms (p = " << t.p_value << ", confirmed)\n";
       // The new centre's quiet speed: the old centre's, times the gain just confirmed, unless
       // it was seen faster (its own timings may all come from a slow stretch).
-      const double quiet = d.centre_quiet_ms * t.candidate_ms / t.centre_ms;
-      d.recentre(states[f.i], d.last_candidate_times);
-      d.centre_quiet_ms = std::min(d.centre_quiet_ms, quiet);
-      for (double v : results[f.i].timing.group_means_ms) d.centre_quiet_ms = std::min(d.centre_quiet_ms, v);
+      double quiet = d.centre_quiet_ms * t.candidate_ms / t.centre_ms;
+      for (double v : results[f.i].timing.group_means_ms) quiet = std::min(quiet, v);
+      d.recentre(states[f.i], d.last_candidate_times, quiet);
       return;
     }
     return;

@@ -20,8 +20,9 @@
 // run slower), and the t-test compares those fresh samples, each round's scaled by the
 // geometric mean of its two kernels' means (the machine's speed changes in steps that last
 // seconds; a round in a slow stretch would otherwise widen both samples); in addition the
-// neighbour's median must be below the centre's in a majority of the rounds. The fastest neighbour of each
-// observed batch is always confirmed, then (up to `confirm_candidates` in all) the next
+// neighbour's median must be below the centre's in a majority of the rounds, and the centre
+// must not run in a slow stretch (`slow_stretch`). The fastest neighbour of each observed
+// batch is always confirmed, then (up to `confirm_candidates` in all) the next
 // fastest while they are faster than the centre's fresh timings. An accepted neighbour
 // becomes the centre with its fresh timings; a rejected one leaves the centre with its fresh
 // timings (the latest reference). Without re-measurement, the test compares with the
