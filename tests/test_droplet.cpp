@@ -513,7 +513,7 @@ namespace {
 // interleaved re-measurement on the same drifting clock. Counts the accepted moves that are
 // truly worse (a higher objective than the centre they left) and those truly better.
 struct DriftRun {
-  int worse = 0, better = 0, measured = 0, remeasured = 0;
+  int worse = 0, better = 0, moves = 0, measured = 0, remeasured = 0;
   double final_objective = 0;
   std::vector<search::DropletTest> tests;
 };
@@ -522,9 +522,9 @@ struct DriftRun {
 // slower (as the ends of a group did on this machine); `odd_round_slow`: the second, fourth,
 // ... pair of measurements of each re-measured batch (a confirmation round) runs this much
 // slower (a slow stretch of the machine); `opt`: the policy's options; a point's time is its
-// objective to the power `power` (< 1: neighbours differ by less); `slow_every` > 0: every
-// slow_every-th re-measured batch runs in a slow stretch (1.6x) in which the kernels' order
-// reverses (a point's time is centre^2 / point).
+// objective to the power `power` (< 1: neighbours differ by less); `slow_every` > 0: runs of
+// slow_every re-measured batches in a slow stretch (1.6x), in which the kernels' order
+// reverses (a point's time is centre^2 / point), alternate with as many quiet ones.
 DriftRun drift_descend(const schedule::State& start, bool confirm, double drift, uint64_t seed, double end_slow = 0,
                        search::DropletOptions opt = {}, double odd_round_slow = 0, double power = 1,
                        int slow_every = 0) {
@@ -558,7 +558,7 @@ DriftRun drift_descend(const schedule::State& start, bool confirm, double drift,
     policy.set_remeasure([&](const std::vector<schedule::State>& states) {
       std::vector<search::MeasureResult> out;
       const auto normal = point_ms;
-      if (slow_every > 0 && ++batches % slow_every == 0) {
+      if (slow_every > 0 && (batches++ / slow_every) % 2 == 1) {
         const double c = objective(policy.centre());
         point_ms = [c](const schedule::State& st) { return 1.6 * c * c / objective(st); };
       }
@@ -587,6 +587,7 @@ DriftRun drift_descend(const schedule::State& start, bool confirm, double drift,
     const size_t accepted = policy.accepted().size();
     policy.observe(batch, results);
     if (policy.accepted().size() == accepted) continue;
+    ++run.moves;
     const double after = objective(policy.centre());
     run.worse += after > before + 1e-12;
     run.better += after < before - 1e-12;
@@ -615,15 +616,21 @@ TEST_CASE("droplet confirms moves by interleaved re-measurement, so drift cannot
     CHECK(fresh.final_objective < objective(start));
     CHECK(!fresh.tests.empty());
     CHECK(fresh.remeasured == 8 * int(fresh.tests.size()));  // 4 rounds of (centre, neighbour)
-    int accepted = 0;
-    for (const search::DropletTest& t : fresh.tests) {
+    int taken = 0;  // moves: a neighbour accepted by two confirmations in a row
+    for (size_t i = 0; i < fresh.tests.size(); ++i) {
+      const search::DropletTest& t = fresh.tests[i];
       if (!t.accepted) continue;
-      ++accepted;
       CHECK(t.p_value < 0.05);
       CHECK(t.candidate_ms < t.centre_ms);
       CHECK(2 * t.rounds_won > t.rounds);
+      if (t.repeat == 1) {
+        ++taken;
+        REQUIRE(i > 0);
+        CHECK(fresh.tests[i - 1].move == t.move);
+        CHECK(fresh.tests[i - 1].accepted);
+      }
     }
-    CHECK(accepted == fresh.better);
+    CHECK(taken == fresh.better);
   }
   // The machine slows down by 0.3% per measurement: against stored timings every neighbour
   // looks slower, and real improvements are missed; confirmation still finds them.
@@ -638,6 +645,32 @@ TEST_CASE("droplet confirms moves by interleaved re-measurement, so drift cannot
                                                            << slowing_stale.final_objective << " (stored) vs "
                                                            << slowing.final_objective << " (confirmed), start "
                                                            << objective(start));
+}
+
+TEST_CASE("droplet takes a move only when a second confirmation repeats the first", "[droplet]") {
+  // Every point takes the same time (objective^0), measured with 0.2% noise: every move a
+  // descent takes is a false one. One confirmation at alpha = 0.05 passes now and then (each
+  // tune makes dozens); two in a row rarely do.
+  const schedule::State start = synthetic_start(2);
+  search::DropletOptions once;
+  once.confirm_tests = 1;
+  int false_once = 0, false_twice = 0, tests_once = 0, tests_twice = 0;
+  for (uint64_t seed : {7, 8, 9, 10, 11, 12}) {
+    const DriftRun a = drift_descend(start, true, 0, seed, 0, once, 0, 0);
+    const DriftRun b = drift_descend(start, true, 0, seed, 0, {}, 0, 0);
+    false_once += a.moves;
+    false_twice += b.moves;
+    tests_once += int(a.tests.size());
+    tests_twice += int(b.tests.size());
+  }
+  INFO("false moves: one confirmation " << false_once << " in " << tests_once << " tests, two " << false_twice
+                                         << " in " << tests_twice);
+  CHECK(false_once >= 3);
+  CHECK(4 * false_twice <= false_once);
+  CHECK(search::fisher_combined_p({0.05}) == Approx(0.05));
+  CHECK(search::fisher_combined_p({0.05, 0.05}) == Approx(0.0025 * (1 - std::log(0.0025))));
+  CHECK(search::fisher_combined_p({1.0, 1.0}) == Approx(1.0));
+  CHECK(std::isnan(search::fisher_combined_p({})));
 }
 
 TEST_CASE("droplet's confirmations give the centre and the neighbour one end each of the re-measured batch", "[droplet]") {
@@ -665,7 +698,7 @@ TEST_CASE("droplet's confirmations give the centre and the neighbour one end eac
 }
 
 TEST_CASE("droplet accepts no move on a confirmation run in a slow stretch of the machine", "[droplet]") {
-  // Every second re-measured batch runs 1.6x slow, and in it the points' order reverses (as
+  // Two re-measured batches in every four run 1.6x slow, and in them the points' order reverses (as
   // matmul 512^3 kernels did here: a 19% gain in the quiet rounds, a 7% loss in the slow
   // ones). Without the check worse moves are accepted; with it none, and the descent still
   // gets there on the quiet confirmations.

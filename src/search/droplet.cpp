@@ -393,6 +393,23 @@ double welch_p_value(const std::vector<double>& a, const std::vector<double>& b)
   return student_t_cdf(t, df);
 }
 
+double fisher_combined_p(const std::vector<double>& p) {
+  if (p.empty()) return std::numeric_limits<double>::quiet_NaN();
+  double x = 0;  // half the chi^2 statistic: -sum ln p
+  for (double v : p) {
+    if (std::isnan(v)) return v;
+    if (v <= 0) return 0;
+    x -= std::log(std::min(v, 1.0));
+  }
+  // The survival function of chi^2 with 2k degrees of freedom at 2x: e^-x sum_{j<k} x^j / j!.
+  double term = 1, sum = 1;
+  for (size_t j = 1; j < p.size(); ++j) {
+    term *= x / double(j);
+    sum += term;
+  }
+  return std::min(1.0, std::exp(-x) * sum);
+}
+
 // The order of a confirmation's rounds: (centre, neighbour) or (neighbour, centre), following
 // the Thue-Morse sequence (C X, X C, X C, C X, X C, C X, C X, X C, ...). Two rounds cancel a
 // linear drift; four (C X X C X C C X) also a quadratic one, and give the centre and the
@@ -435,9 +452,10 @@ struct DropletPolicy::Impl {
 
   // Measures the centre and `cand` again, interleaved, and tests the fresh samples. The
   // centre's timings become its fresh ones either way.
-  DropletTest confirm(const Candidate& cand) {
+  DropletTest confirm(const Candidate& cand, int repeat = 0) {
     DropletTest t;
     t.move = cand.description;
+    t.repeat = repeat;
     const int rounds = std::max(1, opt.confirm_rounds);
     std::vector<State> states;
     for (int r = 0; r < rounds; ++r) {
@@ -487,7 +505,7 @@ struct DropletPolicy::Impl {
     centre_times = a;
     centre_mean = t.centre_ms;
     tests.push_back(t);
-    debug(1) << "droplet: confirm " << t.move << ": centre " << t.centre_ms << " ms, neighbour " << t.candidate_ms
+    debug(1) << "droplet: confirm " << (repeat ? "again " : "") << t.move << ": centre " << t.centre_ms << " ms, neighbour " << t.candidate_ms
              << " ms, p = " << t.p_value << ", won " << t.rounds_won << "/" << t.rounds << " rounds: "
              << (t.accepted ? "accepted" : t.slow ? "rejected (a slow stretch of the machine)" : "rejected") << "\n";
     return t;
@@ -700,16 +718,27 @@ void DropletPolicy::observe(const std::vector<State>& states, const std::vector<
       // faster than the centre's fresh timings.
       if (confirmed > 0 && f.mean >= d.centre_mean) break;
       ++confirmed;
-      const DropletTest t = d.confirm(*f.cand);
-      if (!t.accepted) continue;
-      DropletStep step{f.ordinal, t.centre_ms, t.candidate_ms, t.p_value, f.cand->description};
+      // Every one of confirm_tests confirmations in a row must accept the neighbour.
+      std::vector<double> ps;
+      double from_ms = 0, to_ms = 0;
+      for (int k = 0; k < std::max(1, d.opt.confirm_tests); ++k) {
+        const DropletTest t = d.confirm(*f.cand, k);
+        if (!t.accepted) break;
+        ps.push_back(t.p_value);
+        from_ms += t.centre_ms;
+        to_ms += t.candidate_ms;
+      }
+      if (int(ps.size()) < std::max(1, d.opt.confirm_tests)) continue;
+      from_ms /= double(ps.size());
+      to_ms /= double(ps.size());
+      DropletStep step{f.ordinal, from_ms, to_ms, fisher_combined_p(ps), f.cand->description};
       step.confirmed = true;
       d.accepted.push_back(step);
-      debug(1) << "droplet: " << f.cand->description << ": " << t.centre_ms << " -> " << t.candidate_ms
-               << " ms (p = " << t.p_value << ", confirmed)\n";
+      debug(1) << "droplet: " << f.cand->description << ": " << from_ms << " -> " << to_ms << " ms (p = " << step.p_value
+               << ", confirmed " << ps.size() << " times)\n";
       // The new centre's quiet speed: the old centre's, times the gain just confirmed, unless
       // it was seen faster (its own timings may all come from a slow stretch).
-      double quiet = d.centre_quiet_ms * t.candidate_ms / t.centre_ms;
+      double quiet = d.centre_quiet_ms * to_ms / from_ms;
       for (double v : results[f.i].timing.group_means_ms) quiet = std::min(quiet, v);
       d.recentre(states[f.i], d.last_candidate_times, quiet);
       return;

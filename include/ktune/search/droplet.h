@@ -21,7 +21,11 @@
 // geometric mean of its two kernels' means (the machine's speed changes in steps that last
 // seconds; a round in a slow stretch would otherwise widen both samples); in addition the
 // neighbour's median must be below the centre's in a majority of the rounds, and the centre
-// must not run in a slow stretch (`slow_stretch`). The fastest neighbour of each observed
+// must not run in a slow stretch (`slow_stretch`); and a neighbour that passes is confirmed
+// again, from scratch, `confirm_tests` times in all, each of which it must pass (a tune makes
+// 15-25 confirmations, and at alpha = 0.05 one passes by chance in most tunes: measured here,
+// two identical kernels passed 2 of 30 confirmations; the accepted moves of a tune then were no
+// faster side by side). The fastest neighbour of each observed
 // batch is always confirmed, then (up to `confirm_candidates` in all) the next
 // fastest while they are faster than the centre's fresh timings. An accepted neighbour
 // becomes the centre with its fresh timings; a rejected one leaves the centre with its fresh
@@ -69,6 +73,9 @@ struct DropletOptions {
   // quiet rounds was a 7% loss in the slow ones): no move is accepted on it. The quiet
   // machine's group times spread by about 10%, its slow stretches run 1.6-2x slower.
   double slow_stretch = 1.5;
+  // A move is taken only when this many confirmations in a row accept it (the p-value it is
+  // reported with is their Fisher combination).
+  int confirm_tests = 2;
 };
 
 // One confirmation of a neighbour against the centre (interleaved re-measurement).
@@ -78,14 +85,16 @@ struct DropletTest {
   double p_value = 1;                      // Welch's on the fresh samples
   int rounds_won = 0, rounds = 0;          // rounds where the neighbour's median was lower
   bool slow = false;                       // run in a slow stretch (DropletOptions::slow_stretch)
-  bool accepted = false;
+  bool accepted = false;                   // this confirmation passed
+  int repeat = 0;                          // 0: the first confirmation of this neighbour, k: its k-th repeat
 };
 
 // One accepted move.
 struct DropletStep {
   int trial = 0;  // the policy's measurement count with the accepted candidate (its ordinal)
   double from_ms = 0, to_ms = 0;
-  double p_value = 1;  // Welch's; NaN when decided on the means alone (< 2 timings)
+  double p_value = 1;  // Welch's (confirmed: the Fisher combination of its confirmations'); NaN
+                       // when decided on the means alone (< 2 timings)
   std::string move;    // readable: "split C.local i: [4, 8, 2] -> [8, 4, 2]"
   bool confirmed = false;  // decided on interleaved fresh timings (from_ms, to_ms are theirs)
 };
@@ -138,6 +147,10 @@ std::vector<DropletCoordinate> droplet_coordinates(const schedule::State& state,
 // When both samples have no spread, the p-value is 0, 0.5 or 1 as mean(b) is below, equal
 // to or above mean(a).
 double welch_p_value(const std::vector<double>& a, const std::vector<double>& b);
+
+// Fisher's combination of independent p-values: P(chi^2 with 2k degrees of freedom > -2 sum
+// ln p_i). One value gives itself back; NaN if any is NaN or the list is empty.
+double fisher_combined_p(const std::vector<double>& p);
 // The CDF of Student's t distribution with `df` > 0 (real) degrees of freedom at t.
 double student_t_cdf(double t, double df);
 
