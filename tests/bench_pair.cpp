@@ -109,8 +109,8 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     usage(std::string("the schedules do not replay: ") + e.what());
   }
-  auto backend =
-      search::make_measure_backend(dag, target::host_target(), threads, runtime::TimingOptions{}, search::IsolationOptions{});
+  auto backend = search::make_measure_backend(dag, target::host_target(), threads,
+                                              runtime::TimingOptions{}, search::IsolationOptions{});
 
   if (confirms) {
     const search::DropletOptions opt;

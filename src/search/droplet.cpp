@@ -505,7 +505,8 @@ struct DropletPolicy::Impl {
     centre_times = a;
     centre_mean = t.centre_ms;
     tests.push_back(t);
-    debug(1) << "droplet: confirm " << (repeat ? "again " : "") << t.move << ": centre " << t.centre_ms << " ms, neighbour " << t.candidate_ms
+    debug(1) << "droplet: confirm " << (repeat ? "again " : "") << t.move << ": centre " << t.centre_ms
+             << " ms, neighbour " << t.candidate_ms
              << " ms, p = " << t.p_value << ", won " << t.rounds_won << "/" << t.rounds << " rounds: "
              << (t.accepted ? "accepted" : t.slow ? "rejected (a slow stretch of the machine)" : "rejected") << "\n";
     return t;
@@ -734,8 +735,8 @@ void DropletPolicy::observe(const std::vector<State>& states, const std::vector<
       DropletStep step{f.ordinal, from_ms, to_ms, fisher_combined_p(ps), f.cand->description};
       step.confirmed = true;
       d.accepted.push_back(step);
-      debug(1) << "droplet: " << f.cand->description << ": " << from_ms << " -> " << to_ms << " ms (p = " << step.p_value
-               << ", confirmed " << ps.size() << " times)\n";
+      debug(1) << "droplet: " << f.cand->description << ": " << from_ms << " -> " << to_ms
+               << " ms (p = " << step.p_value << ", confirmed " << ps.size() << " times)\n";
       // The new centre's quiet speed: the old centre's, times the gain just confirmed, unless
       // it was seen faster (its own timings may all come from a slow stretch).
       double quiet = d.centre_quiet_ms * to_ms / from_ms;
