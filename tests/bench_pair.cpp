@@ -13,12 +13,11 @@
 // Prints for each mode the median over all rounds of A's time / B's (above 1: B is faster) and
 // its quartiles. Exit code 2 for bad arguments or schedule files, 1 when a schedule fails.
 #include <algorithm>
-#include <bit>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -33,12 +32,6 @@ using namespace ktune;
 using json = nlohmann::json;
 
 namespace {
-
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return s / double(v.size());
-}
 
 void summary(const char* what, std::vector<double> r) {
   std::sort(r.begin(), r.end());
@@ -56,6 +49,7 @@ struct Schedule {
   std::string kernel;
   std::map<std::string, int64_t> params;
   json steps;
+  std::map<std::string, std::string> types;
 };
 
 Schedule read_schedule(const std::string& path) {
@@ -63,9 +57,12 @@ Schedule read_schedule(const std::string& path) {
   if (!in) usage("cannot read " + path);
   try {
     const json j = json::parse(in);
-    Schedule s{j.at("kernel").get<std::string>(), {}, j.at("steps")};
+    Schedule s{j.at("kernel").get<std::string>(), {}, j.at("steps"), {}};
     if (j.contains("params"))
-      for (const auto& [k, v] : j.at("params").items()) s.params[k] = v.get<int64_t>();
+      for (const auto& [k, v] : j.at("params").items()) {
+        if (v.is_string()) s.types[k] = v.get<std::string>();  // an element type ("f32")
+        else s.params[k] = v.get<int64_t>();
+      }
     return s;
   } catch (const std::exception& e) {
     usage(path + ": not a schedule file ({\"kernel\", \"params\", \"steps\"}): " + e.what());
@@ -95,7 +92,7 @@ int main(int argc, char** argv) {
   if (files.size() != 2) usage("two schedule files are needed");
   if (!confirms && !ranks) confirms = 20;
   const Schedule sa = read_schedule(files[0]), sb = read_schedule(files[1]);
-  if (sa.kernel != sb.kernel || sa.params != sb.params) usage("the two schedules are not of one workload");
+  if (sa.kernel != sb.kernel || sa.params != sb.params || sa.types != sb.types) usage("the two schedules are not of one workload");
   te::KernelRegistry reg;
   reg.add_directory(te::shipped_kernel_dir());
   const te::KernelDef* def = reg.find(sa.kernel);
@@ -103,7 +100,7 @@ int main(int argc, char** argv) {
   std::shared_ptr<const te::ComputeDAG> dag;
   schedule::State a, b;
   try {
-    dag = std::make_shared<const te::ComputeDAG>(def->instantiate(sa.params, {}));
+    dag = std::make_shared<const te::ComputeDAG>(def->instantiate(sa.params, sa.types));
     a = schedule::replay(dag, schedule::steps_from_json(sa.steps));
     b = schedule::replay(dag, schedule::steps_from_json(sb.steps));
   } catch (const std::exception& e) {
@@ -117,38 +114,19 @@ int main(int argc, char** argv) {
     std::vector<double> rounds_ab;
     int passed = 0;
     for (int c = 0; c < confirms; ++c) {
-      std::vector<schedule::State> states;
-      auto a_first = [](int r) { return std::popcount(unsigned(r)) % 2 == 0; };
-      for (int r = 0; r < opt.confirm_rounds; ++r) {
-        states.push_back(a_first(r) ? a : b);
-        states.push_back(a_first(r) ? b : a);
+      const search::Confirmation r = search::evaluate_confirmation(
+          backend->measure_batch(search::confirmation_batch(a, b, opt.confirm_rounds), {}), opt.confirm_rounds, opt,
+          std::numeric_limits<double>::infinity());
+      const search::DropletTest& t = r.test;
+      if (t.rounds < opt.confirm_rounds) {
+        std::cerr << "ktune_bench_pair: a schedule failed in confirmation " << c + 1 << "\n";
+        return 1;
       }
-      const std::vector<search::MeasureResult> res = backend->measure_batch(states, {});
-      std::vector<double> ga, gb, na, nb, rr;
-      int won = 0;
-      for (int r = 0; r < opt.confirm_rounds; ++r) {
-        const search::MeasureResult& ma = res[2 * r + (a_first(r) ? 0 : 1)];
-        const search::MeasureResult& mb = res[2 * r + (a_first(r) ? 1 : 0)];
-        if (!ma.valid() || !mb.valid() || ma.timing.group_means_ms.empty() || mb.timing.group_means_ms.empty()) {
-          std::cerr << "ktune_bench_pair: a schedule failed: " << ma.message << mb.message << "\n";
-          return 1;
-        }
-        const std::vector<double>& x = ma.timing.group_means_ms;
-        const std::vector<double>& y = mb.timing.group_means_ms;
-        ga.insert(ga.end(), x.begin(), x.end());
-        gb.insert(gb.end(), y.begin(), y.end());
-        const double s = std::sqrt(mean(x) * mean(y));
-        for (double v : x) na.push_back(v / s);
-        for (double v : y) nb.push_back(v / s);
-        rr.push_back(mean(x) / mean(y));
-        won += mb.timing.median_ms < ma.timing.median_ms;
-      }
-      rounds_ab.insert(rounds_ab.end(), rr.begin(), rr.end());
-      const double p = search::welch_p_value(na, nb);
-      const bool pass = mean(nb) < mean(na) && p < opt.alpha && 2 * won > opt.confirm_rounds;
-      passed += pass;
-      std::printf("confirmation %d: A %.4f ms, B %.4f ms, A/B %.3f, p %.3g, B won %d/%d rounds%s\n", c + 1, mean(ga),
-                  mean(gb), mean(ga) / mean(gb), p, won, opt.confirm_rounds, pass ? ": passes" : "");
+      rounds_ab.insert(rounds_ab.end(), r.round_ratios.begin(), r.round_ratios.end());
+      passed += t.accepted;
+      std::printf("confirmation %d: A %.4f ms, B %.4f ms, A/B %.3f, p %.3g, B won %d/%d rounds%s\n", c + 1,
+                  t.centre_ms, t.candidate_ms, t.centre_ms / t.candidate_ms, t.p_value, t.rounds_won, t.rounds,
+                  t.accepted ? ": passes" : "");
     }
     summary("confirmations", rounds_ab);
     std::printf("B passed %d of %d single confirmations (alpha %.2f)\n", passed, confirms, opt.alpha);

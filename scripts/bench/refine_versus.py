@@ -14,30 +14,32 @@ import statistics
 import sys
 
 
-def quantile(xs, q):
-    xs = sorted(xs)
-    k = (len(xs) - 1) * q
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-
-
 def main():
     if len(sys.argv) != 2:
-        sys.exit(__doc__.strip())
+        print(__doc__.strip(), file=sys.stderr)
+        sys.exit(2)
     path = sys.argv[1]
     if os.path.isdir(path):
         path = os.path.join(path, "versus.jsonl")
+    if not os.path.isfile(path):
+        print(f"refine_versus.py: no {path} (give a bench_versus.sh --out folder or its versus.jsonl)",
+              file=sys.stderr)
+        sys.exit(2)
     pairs = {}
     with open(path) as f:
-        for line in f:
-            d = json.loads(line)
+        for n, line in enumerate(f, 1):
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError as e:
+                print(f"refine_versus.py: {path}:{n}: not a JSON line ({e})", file=sys.stderr)
+                sys.exit(2)
             name = d.get("schedule") or ""
             for suffix, role in (("-a-start", "start"), ("-b-end", "end")):
                 if name.endswith(suffix):
                     pairs.setdefault(name[: -len(suffix)], {})[role] = d["times_ms"]["ktune exported"]
     if not pairs:
-        sys.exit(f"refine_versus.py: no NAME-a-start / NAME-b-end schedules in {path}")
+        print(f"refine_versus.py: no NAME-a-start / NAME-b-end schedules in {path}", file=sys.stderr)
+        sys.exit(2)
     print("| tune | start / end | quartiles | verdict |")
     print("| --- | ---: | --- | --- |")
     counts = {"faster": 0, "slower": 0, "no different": 0}
@@ -47,7 +49,7 @@ def main():
             print(f"| {name} | - | - | missing {'start' if 'start' not in p else 'end'} |")
             continue
         r = [s / e for s, e in zip(p["start"], p["end"]) if s > 0 and e > 0]
-        med, q1, q3 = statistics.median(r), quantile(r, 0.25), quantile(r, 0.75)
+        q1, med, q3 = statistics.quantiles(r, n=4, method="inclusive")
         verdict = "faster" if q1 > 1 else "slower" if q3 < 1 else "no different"
         counts[verdict] += 1
         print(f"| {name} | {med:.3f} | {q1:.3f}-{q3:.3f} | {verdict} |")

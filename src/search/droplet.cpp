@@ -419,6 +419,59 @@ namespace {
 bool centre_first(int round) { return std::popcount(unsigned(round)) % 2 == 0; }
 }  // namespace
 
+std::vector<State> confirmation_batch(const State& centre, const State& neighbour, int rounds) {
+  std::vector<State> states;
+  for (int r = 0; r < rounds; ++r) {
+    const bool cf = centre_first(r);
+    states.push_back(cf ? centre : neighbour);
+    states.push_back(cf ? neighbour : centre);
+  }
+  return states;
+}
+
+Confirmation evaluate_confirmation(const std::vector<MeasureResult>& res, int rounds, const DropletOptions& opt,
+                                   double centre_quiet_ms) {
+  Confirmation c;
+  DropletTest& t = c.test;
+  std::vector<double>& a = c.centre_times;
+  std::vector<double>& b = c.neighbour_times;
+  std::vector<double> na, nb;  // a and b, each divided by its round's scale
+  for (int r = 0; r < rounds && 2 * r + 1 < int(res.size()); ++r) {
+    const bool cf = centre_first(r);
+    const MeasureResult& mc = res[2 * r + (cf ? 0 : 1)];
+    const MeasureResult& mx = res[2 * r + (cf ? 1 : 0)];
+    if (!mc.valid() || !mx.valid() || mc.timing.group_means_ms.empty() || mx.timing.group_means_ms.empty()) {
+      // A neighbour that fails now (or a centre that does) is not taken.
+      t.rounds = 0;
+      break;
+    }
+    ++t.rounds;
+    t.rounds_won += mx.timing.median_ms < mc.timing.median_ms;
+    const std::vector<double>& gc = mc.timing.group_means_ms;
+    const std::vector<double>& gx = mx.timing.group_means_ms;
+    a.insert(a.end(), gc.begin(), gc.end());
+    b.insert(b.end(), gx.begin(), gx.end());
+    // The machine's speed changes in steps that last seconds: rounds in a slow stretch would
+    // widen both samples and hide a real difference, so each round is scaled by the
+    // geometric mean of its two kernels' means.
+    const double scale = std::sqrt(mean(gc) * mean(gx));
+    for (double v : gc) na.push_back(v / scale);
+    for (double v : gx) nb.push_back(v / scale);
+    c.round_ratios.push_back(mean(gc) / mean(gx));
+  }
+  if (t.rounds < rounds) {
+    t.p_value = std::numeric_limits<double>::quiet_NaN();
+    return c;
+  }
+  t.centre_ms = mean(a);
+  t.candidate_ms = mean(b);
+  t.p_value = welch_p_value(na, nb);
+  t.slow = t.centre_ms > opt.slow_stretch * centre_quiet_ms;
+  t.accepted = !t.slow && mean(nb) < mean(na) && !std::isnan(t.p_value) && t.p_value < opt.alpha &&
+               2 * t.rounds_won > t.rounds;
+  return c;
+}
+
 struct DropletPolicy::Impl {
   Impl(std::shared_ptr<const te::ComputeDAG> d, target::Target t, DropletOptions o, uint64_t seed)
       : dag(std::move(d)), target(std::move(t)), opt(o), rng(seed) {}
@@ -453,61 +506,24 @@ struct DropletPolicy::Impl {
   // Measures the centre and `cand` again, interleaved, and tests the fresh samples. The
   // centre's timings become its fresh ones either way.
   DropletTest confirm(const Candidate& cand, int repeat = 0) {
-    DropletTest t;
+    const int rounds = std::max(1, opt.confirm_rounds);
+    Confirmation c = evaluate_confirmation(remeasure(confirmation_batch(centre, cand.state, rounds)), rounds, opt,
+                                           centre_quiet_ms);
+    DropletTest& t = c.test;
     t.move = cand.description;
     t.repeat = repeat;
-    const int rounds = std::max(1, opt.confirm_rounds);
-    std::vector<State> states;
-    for (int r = 0; r < rounds; ++r) {
-      const bool cf = centre_first(r);
-      states.push_back(cf ? centre : cand.state);
-      states.push_back(cf ? cand.state : centre);
-    }
-    const std::vector<MeasureResult> res = remeasure(states);
-    std::vector<double> a, b;    // centre, candidate: all fresh group means
-    std::vector<double> na, nb;  // the same, each divided by its round's scale
-    for (size_t r = 0; 2 * r + 1 < res.size(); ++r) {
-      const bool cf = centre_first(int(r));
-      const MeasureResult& mc = res[2 * r + (cf ? 0 : 1)];
-      const MeasureResult& mx = res[2 * r + (cf ? 1 : 0)];
-      if (!mc.valid() || !mx.valid() || mc.timing.group_means_ms.empty() || mx.timing.group_means_ms.empty()) {
-        // A neighbour that fails now (or a centre that does) is not taken.
-        t.rounds = 0;
-        break;
-      }
-      ++t.rounds;
-      t.rounds_won += mx.timing.median_ms < mc.timing.median_ms;
-      const std::vector<double>& gc = mc.timing.group_means_ms;
-      const std::vector<double>& gx = mx.timing.group_means_ms;
-      a.insert(a.end(), gc.begin(), gc.end());
-      b.insert(b.end(), gx.begin(), gx.end());
-      // The machine's speed changes in steps that last seconds: rounds in a slow stretch would
-      // widen both samples and hide a real difference, so each round is scaled by the
-      // geometric mean of its two kernels' means.
-      const double scale = std::sqrt(mean(gc) * mean(gx));
-      for (double v : gc) na.push_back(v / scale);
-      for (double v : gx) nb.push_back(v / scale);
-    }
-    if (t.rounds < rounds || a.empty() || b.empty()) {
-      t.p_value = std::numeric_limits<double>::quiet_NaN();
-      tests.push_back(t);
+    tests.push_back(t);
+    if (t.rounds < rounds) {
       debug(1) << "droplet: confirmation of " << t.move << " incomplete\n";
       return t;
     }
-    t.centre_ms = mean(a);
-    t.candidate_ms = mean(b);
-    last_candidate_times = b;
-    t.p_value = welch_p_value(na, nb);
-    t.slow = t.centre_ms > opt.slow_stretch * centre_quiet_ms;
-    t.accepted = !t.slow && mean(nb) < mean(na) && !std::isnan(t.p_value) && t.p_value < opt.alpha &&
-                 2 * t.rounds_won > t.rounds;
-    for (double v : a) centre_quiet_ms = std::min(centre_quiet_ms, v);
-    centre_times = a;
+    last_candidate_times = std::move(c.neighbour_times);
+    for (double v : c.centre_times) centre_quiet_ms = std::min(centre_quiet_ms, v);
+    centre_times = std::move(c.centre_times);
     centre_mean = t.centre_ms;
-    tests.push_back(t);
     debug(1) << "droplet: confirm " << (repeat ? "again " : "") << t.move << ": centre " << t.centre_ms
-             << " ms, neighbour " << t.candidate_ms
-             << " ms, p = " << t.p_value << ", won " << t.rounds_won << "/" << t.rounds << " rounds: "
+             << " ms, neighbour " << t.candidate_ms << " ms, p = " << t.p_value << ", won " << t.rounds_won << "/"
+             << t.rounds << " rounds: "
              << (t.accepted ? "accepted" : t.slow ? "rejected (a slow stretch of the machine)" : "rejected") << "\n";
     return t;
   }

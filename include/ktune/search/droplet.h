@@ -148,6 +148,23 @@ std::vector<DropletCoordinate> droplet_coordinates(const schedule::State& state,
 // to or above mean(a).
 double welch_p_value(const std::vector<double>& a, const std::vector<double>& b);
 
+// One confirmation's measurements: `rounds` rounds of (centre, neighbour) in the Thue-Morse
+// order C X, X C, X C, C X, ... (see above).
+std::vector<schedule::State> confirmation_batch(const schedule::State& centre, const schedule::State& neighbour,
+                                                int rounds);
+
+// The test of a confirmation from the results of its confirmation_batch (in that order):
+// `test` without its move and repeat; `centre_quiet_ms` is the fastest group time known of the
+// centre (DropletOptions::slow_stretch; infinity: no slow-stretch check). A failed
+// measurement leaves test.rounds < rounds, p NaN and nothing accepted.
+struct Confirmation {
+  DropletTest test;
+  std::vector<double> centre_times, neighbour_times;  // all fresh group means
+  std::vector<double> round_ratios;                   // per round: centre mean / neighbour mean
+};
+Confirmation evaluate_confirmation(const std::vector<MeasureResult>& results, int rounds, const DropletOptions& opt,
+                                   double centre_quiet_ms);
+
 // Fisher's combination of independent p-values: P(chi^2 with 2k degrees of freedom > -2 sum
 // ln p_i). One value gives itself back; NaN if any is NaN or the list is empty.
 double fisher_combined_p(const std::vector<double>& p);
